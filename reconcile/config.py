@@ -1,0 +1,105 @@
+"""Resolve where to talk to and as whom: flag, then environment, then state file, then default."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from reconcile.errors import ConfigError
+from reconcile.state import ID_PATTERN, TallyfySettings
+
+DEFAULT_API_URL = "https://go.tallyfy.com/api"
+TOKEN_ENV = "TALLYFY_ACCESS_TOKEN"
+ORG_ENV = "TALLYFY_ORG_ID"
+API_URL_ENV = "TALLYFY_API_URL"
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token. Its value never appears in repr() or str(), so it cannot leak into output."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return "Token(***)"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The API and organization a command works on."""
+
+    api_url: str
+    org_id: str
+
+
+def resolve_target(
+    *,
+    api_url_flag: str | None,
+    org_flag: str | None,
+    environ: Mapping[str, str],
+    settings: TallyfySettings,
+) -> Target:
+    """Pick the API URL and organization by precedence and check both."""
+    api_url = api_url_flag or environ.get(API_URL_ENV) or settings.api_url or DEFAULT_API_URL
+    org_id = org_flag or environ.get(ORG_ENV) or settings.org_id
+    if not org_id:
+        raise ConfigError(
+            f"No organization ID. Pass --org, set {ORG_ENV}, or set org_id in the state file's "
+            "[tallyfy] table. It is the path segment after https://go.tallyfy.com/ in the web app."
+        )
+    if not ID_PATTERN.fullmatch(org_id):
+        raise ConfigError(
+            f"Organization ID {org_id!r} is not 32 lowercase hex characters; copy it from the "
+            "web app's URL (the segment after https://go.tallyfy.com/)."
+        )
+    return Target(api_url=check_api_url(api_url), org_id=org_id)
+
+
+def check_api_url(url: str) -> str:
+    """Accept https anywhere and plain http only on loopback, so a token never crosses a network
+    in clear text. Returns the URL without a trailing slash."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"API URL {url!r} is not an http(s) URL, e.g. {DEFAULT_API_URL}.")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"API URL {url!r} must not carry a query or fragment.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"API URL {url!r} uses plain http to a host that is not loopback; the access token "
+            "would cross the network unencrypted. Use https (plain http is allowed only for "
+            "127.0.0.1, ::1 and localhost, e.g. the sandbox)."
+        )
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(*, token_file: Path | None, environ: Mapping[str, str]) -> Token:
+    """The token from --token-file if given, else from the environment."""
+    if token_file is not None:
+        try:
+            value = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Cannot read the token file {token_file}: {exc}.") from None
+        where = f"the token file {token_file}"
+    else:
+        value = environ.get(TOKEN_ENV, "").strip()
+        where = TOKEN_ENV
+    if not value:
+        raise ConfigError(
+            f"No access token: {where} is empty or unset. Set {TOKEN_ENV} or pass --token-file. "
+            "A personal access token is under Settings > Integrations > REST API in Tallyfy."
+        )
+    if any(ch.isspace() for ch in value):
+        raise ConfigError(f"The access token in {where} contains white space; it cannot be valid.")
+    return Token(value)

@@ -1,0 +1,77 @@
+"""The human-readable plan and apply output."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from reconcile.apply import ApplyReport, Result
+from reconcile.plan import Action, Change, Plan
+
+_COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+_ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
+
+
+def _paint(text: str, colour: str, enabled: bool) -> str:
+    return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m" if enabled else text
+
+
+def summary_line(plan: Plan) -> str:
+    """`Plan: 2 to archive, 1 to activate, 7 unchanged.` or `No changes. 10 runs match FILE.`"""
+    if not plan.changes:
+        noun = "run matches" if plan.declared == 1 else "runs match"
+        return f"No changes. {plan.declared} {noun} {plan.state_file.path}."
+    return (
+        f"Plan: {plan.count(Action.ARCHIVE)} to archive, {plan.count(Action.ACTIVATE)} to "
+        f"activate, {len(plan.unchanged)} unchanged."
+    )
+
+
+def change_line(change: Change, colour: bool) -> str:
+    """One line a reviewer can read: action, run, current -> desired, workflow status, source."""
+    action = _paint(f"{change.action.value:<8}", _ACTION_COLOUR[change.action], colour)
+    status = change.observed.status or "unknown"
+    return (
+        f"  {action}  {change.run_id}  {change.current.value} -> {change.target.value}  "
+        f"(status: {status})  {change.name!r}  [{change.desired.source}]"
+    )
+
+
+def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
+    """The plan: header, one line per change, summary."""
+    stream.write(
+        f"Organization {plan.org_id} at {plan.api_url}; "
+        f"{plan.declared} runs declared in {plan.state_file.path}.\n"
+    )
+    if plan.changes:
+        stream.write("\n")
+        for change in plan.changes:
+            stream.write(change_line(change, colour) + "\n")
+        stream.write("\n")
+    stream.write(_paint(summary_line(plan), "bold", colour) + "\n")
+
+
+def render_result(result: Result, stream: TextIO, *, colour: bool = False) -> None:
+    """One line per finished change."""
+    change = result.change
+    if result.ok:
+        mark = _paint("ok    ", "green", colour)
+        stream.write(f"  {mark}  {change.run_id}  {result.detail}  {change.name!r}\n")
+    else:
+        mark = _paint("FAILED", "red", colour)
+        stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {result.detail}\n")
+
+
+def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False) -> None:
+    """The closing line of an apply, and the failures again so they are not lost in the scroll."""
+    done = {action: 0 for action in Action}
+    for result in report.succeeded:
+        done[result.change.action] += 1
+    line = (
+        f"Apply finished: {done[Action.ARCHIVE]} archived, {done[Action.ACTIVATE]} activated, "
+        f"{len(report.failed)} failed."
+    )
+    stream.write("\n" + _paint(line, "red" if report.failed else "bold", colour) + "\n")
+    for result in report.failed:
+        stream.write(
+            f"  failed: {result.change.run_id} ({result.change.action.value}): {result.detail}\n"
+        )

@@ -1,0 +1,132 @@
+"""Injected faults: answers a real server or the network in front of it can give by accident.
+
+Two families:
+- `status`, `html` and `drop` replace the answer. By default the request is not carried out
+  (the failure happened before the API); with `after_effect=True` it is carried out first, which
+  is the ambiguous write a client cannot tell apart from a failed one.
+- `truncated`, `missing_archived_at`, `wrong_id` and `slow` distort or delay a real answer, so
+  the request is always carried out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+from reconcile.sandbox.responses import HTML_TYPE, SandboxResponse, encode, for_status
+
+KINDS = frozenset(
+    {"status", "html", "truncated", "missing_archived_at", "wrong_id", "drop", "slow"}
+)
+_REPLACING = frozenset({"status", "html", "drop"})
+_HTML = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault, affecting the next `times` requests that match it."""
+
+    kind: str
+    method: str | None = None
+    """Match only this HTTP method (any case); None matches every method."""
+    path_contains: str | None = None
+    """Match only paths containing this; paths are seen without the /api prefix and query."""
+    times: int = 1
+    status: int = 500
+    """The status of `status` and `html` faults."""
+    retry_after: float = 1.0
+    """Retry-After of a `status` fault with status 429."""
+    delay: float = 0.0
+    """Seconds a `slow` fault waits before answering."""
+    after_effect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {sorted(KINDS)}")
+        if self.times < 1:
+            raise ValueError("a fault must affect at least one request (times >= 1)")
+
+    @property
+    def skips_operation(self) -> bool:
+        """True when the request must not be carried out at all."""
+        return self.kind in _REPLACING and not self.after_effect
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request with this method and normalized path is affected."""
+        if self.method is not None and self.method.upper() != method:
+            return False
+        return self.path_contains is None or self.path_contains in path
+
+
+class FaultQueue:
+    """Faults in injection order; the first match is consumed. Not thread-safe itself."""
+
+    def __init__(self) -> None:
+        self._pending: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        """Queue a fault behind those already injected."""
+        self._pending.append(fault)
+
+    def pending(self) -> list[Fault]:
+        """Faults not used up yet, with `times` showing how many requests each still affects."""
+        return list(self._pending)
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        self._pending.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume one use of the first fault matching the request, if any."""
+        for index, fault in enumerate(self._pending):
+            if fault.matches(method, path):
+                if fault.times == 1:
+                    del self._pending[index]
+                else:
+                    self._pending[index] = replace(fault, times=fault.times - 1)
+                return fault
+        return None
+
+
+def replacement(fault: Fault) -> SandboxResponse:
+    """The answer of a fault that replaces the real one (`status`, `html`, `drop`)."""
+    if fault.kind == "drop":
+        return SandboxResponse(0, drop=True)
+    if fault.kind == "html":
+        return SandboxResponse(fault.status, {"Content-Type": HTML_TYPE}, _HTML)
+    response = for_status(fault.status)
+    if fault.status == 429:
+        response.headers["Retry-After"] = f"{fault.retry_after:g}"
+    return response
+
+
+def distort(fault: Fault, response: SandboxResponse) -> SandboxResponse:
+    """Apply `fault` to the real answer `response`."""
+    if fault.kind in _REPLACING:
+        return replacement(fault)
+    if fault.kind == "slow":
+        return replace(response, delay=response.delay + fault.delay)
+    if fault.kind == "truncated":
+        return replace(response, body=response.body[: len(response.body) // 2])
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        return response
+    data = payload.get("data") if isinstance(payload, dict) else None
+    runs = data if isinstance(data, list) else [data]
+    for run in runs:
+        if isinstance(run, dict) and "id" in run:
+            if fault.kind == "missing_archived_at":
+                run.pop("archived_at", None)
+            else:
+                run["id"] = _other_id(str(run["id"]))
+    return replace(response, body=encode(payload))
+
+
+def _other_id(run_id: str) -> str:
+    # Swapping the halves keeps it a valid-looking id that is not the one asked for.
+    other = run_id[16:] + run_id[:16]
+    return other if other != run_id else "f" * 32 if run_id != "f" * 32 else "0" * 32

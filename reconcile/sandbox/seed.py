@@ -1,0 +1,155 @@
+"""Seed files: the TOML that describes a sandbox organization and its runs.
+
+[org]
+id = "<32 hex>"
+name = "Demo Org"
+token = "sandbox-token"
+
+[[runs]]
+id = "<32 hex>"
+name = "Client onboarding - ACME"
+status = "active"                           # optional
+archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
+
+_ORG_KEYS = frozenset({"id", "name", "token"})
+_TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated")
+_STRINGS = ("status", "checklist_id")
+_RUN_KEYS = frozenset(
+    {"id", "name", "owner_id", "tags", "users", "groups", *_TIMESTAMPS, *_STRINGS}
+)
+
+
+class SeedError(ValueError):
+    """A seed file cannot be used. Lists every problem found, each naming where it is."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{path}: unusable sandbox seed:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Seed:
+    """The contents of a valid seed file."""
+
+    org_id: str
+    org_name: str
+    token: str
+    runs: tuple[SandboxRun, ...]
+
+
+def load_seed(path: str | Path) -> Seed:
+    """Read and validate a seed file; raises SeedError naming the file and every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SeedError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise SeedError(path, [f"not UTF-8 text: {exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
+
+    problems: list[str] = []
+    for key in sorted(set(data) - {"org", "runs"}):
+        problems.append(f"unknown top-level key {key!r} (expected [org] and [[runs]])")
+    org = data.get("org")
+    org_id = org_name = token = ""
+    if not isinstance(org, dict):
+        problems.append("missing [org] table with id, name and token")
+    else:
+        for key in sorted(set(org) - _ORG_KEYS):
+            problems.append(f"[org]: unknown key {key!r}")
+        org_id = _string(org, "id", "[org]", problems, required=True)
+        if org_id and not RUN_ID.fullmatch(org_id):
+            problems.append(f"[org] id: {org_id!r} is not 32 lowercase hex characters")
+        org_name = _string(org, "name", "[org]", problems) or "Sandbox organization"
+        token = _string(org, "token", "[org]", problems, required=True)
+
+    raw_runs = data.get("runs", [])
+    runs: list[SandboxRun] = []
+    if not isinstance(raw_runs, list) or not all(isinstance(r, dict) for r in raw_runs):
+        problems.append("runs must be an array of tables ([[runs]])")
+    else:
+        for index, table in enumerate(raw_runs, start=1):
+            run = _run(table, f"[[runs]] #{index}", problems)
+            if run is not None:
+                runs.append(run)
+    for run_id, count in Counter(run.id for run in runs).items():
+        if count > 1:
+            problems.append(f"run id {run_id} appears {count} times")
+    if problems:
+        raise SeedError(path, problems)
+    return Seed(org_id=org_id, org_name=org_name, token=token, runs=tuple(runs))
+
+
+def _run(table: dict[str, Any], where: str, problems: list[str]) -> SandboxRun | None:
+    before = len(problems)
+    for key in sorted(set(table) - _RUN_KEYS):
+        problems.append(f"{where}: unknown key {key!r}")
+    fields: dict[str, Any] = {
+        "id": _string(table, "id", where, problems, required=True),
+        "name": _string(table, "name", where, problems, required=True),
+    }
+    if fields["id"]:
+        where = f"{where} (id {fields['id']})"
+    for key in _STRINGS:
+        if key in table:
+            fields[key] = _string(table, key, where, problems)
+    for key in _TIMESTAMPS:
+        value = table.get(key)
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            fields[key] = zulu(value)  # an unquoted TOML datetime is fine too
+        elif value is not None:
+            fields[key] = _string(table, key, where, problems)
+    if "owner_id" in table:
+        owner = table["owner_id"]
+        if isinstance(owner, int) and not isinstance(owner, bool):
+            fields["owner_id"] = owner
+        else:
+            problems.append(f"{where}: owner_id must be an integer user id")
+    for key, kind in (("tags", str), ("users", int), ("groups", str)):
+        if key in table:
+            items = table[key]
+            if isinstance(items, list) and all(type(item) is kind for item in items):
+                fields[key] = tuple(items)
+            else:
+                noun = "strings" if kind is str else "integers"
+                problems.append(f"{where}: {key} must be an array of {noun}")
+    if len(problems) > before:
+        return None
+    try:
+        return SandboxRun(**fields)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _string(
+    table: dict[str, Any], key: str, where: str, problems: list[str], *, required: bool = False
+) -> str:
+    value = table.get(key)
+    if value is None:
+        if required:
+            problems.append(f"{where}: missing required key {key!r}")
+        return ""
+    if not isinstance(value, str):
+        problems.append(f"{where}: {key} must be a string, not {type(value).__name__}")
+        return ""
+    if required and not value:
+        problems.append(f"{where}: {key} cannot be empty")
+    return value

@@ -1,0 +1,294 @@
+"""Read and validate the state file: the desired state of each declared run.
+
+Validation collects every problem before raising, so one run of `reconcile validate` shows them all.
+TOML syntax errors are the exception: the parser stops at the first, so it is reported alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from reconcile.errors import Problem, StateFileError
+
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+MAX_FILE_BYTES = 64 * 1024 * 1024
+TOP_LEVEL_KEYS = ("tallyfy", "runs")
+TALLYFY_KEYS = ("org_id", "api_url")
+LONG_FORM_KEYS = ("state", "name")
+
+
+class RunState(StrEnum):
+    """Whether a run is archived. "active" means not archived, whatever its workflow status."""
+
+    ARCHIVED = "archived"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a declaration stands in the state file."""
+
+    path: str
+    line: int | None
+
+    def __str__(self) -> str:
+        return self.path if self.line is None else f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DesiredRun:
+    """One declared run."""
+
+    run_id: str
+    state: RunState
+    name: str | None
+    source: Source
+
+
+@dataclass(frozen=True)
+class TallyfySettings:
+    """The optional `[tallyfy]` table: connection settings that flags and environment override."""
+
+    org_id: str | None = None
+    api_url: str | None = None
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """A validated state file."""
+
+    path: str
+    sha256: str
+    tallyfy: TallyfySettings
+    runs: tuple[DesiredRun, ...]
+
+
+def load_state(path: str | Path) -> StateFile:
+    """Read and validate a state file, raising StateFileError with every problem found."""
+    shown = str(path)
+    raw = _read_bytes(Path(path), shown)
+    text = _decode(raw, shown)
+    locator = _Locator(text)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StateFileError(_syntax_problems(exc, shown, locator)) from None
+    problems: list[Problem] = []
+    settings = _tallyfy_settings(document, shown, locator, problems)
+    runs = _runs(document, shown, locator, problems)
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(_unknown_key(shown, locator, (key,), key, TOP_LEVEL_KEYS))
+    if problems:
+        raise StateFileError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
+    return StateFile(
+        path=shown, sha256=hashlib.sha256(raw).hexdigest(), tallyfy=settings, runs=tuple(runs)
+    )
+
+
+def _read_bytes(path: Path, shown: str) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"the file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
+            raise StateFileError([Problem(shown, None, None, message)])
+        return path.read_bytes()
+    except FileNotFoundError:
+        message = "no such file (create one from state.example.toml, or name another file)"
+        raise StateFileError([Problem(shown, None, None, message)]) from None
+    except OSError as exc:
+        raise StateFileError([Problem(shown, None, None, f"cannot read: {exc.strerror}")]) from None
+
+
+def _decode(raw: bytes, shown: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise StateFileError([Problem(shown, line, None, message)]) from None
+    if not text.strip():
+        message = "the file is empty; declare runs under a [runs] table (see state.example.toml)"
+        raise StateFileError([Problem(shown, None, None, message)])
+    return text.removeprefix("\ufeff")
+
+
+def _syntax_problems(exc: tomllib.TOMLDecodeError, shown: str, locator: _Locator) -> list[Problem]:
+    duplicates = locator.duplicate_runs()
+    if duplicates:
+        return [
+            Problem(
+                shown,
+                lines[1],
+                f"runs.{run_id}",
+                f"run declared more than once (lines "
+                f"{', '.join(map(str, lines))}); declare each run once",
+            )
+            for run_id, lines in duplicates.items()
+        ]
+    message = str(exc)
+    found = re.search(r"\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        detail = message[: found.start()].strip()
+        return [Problem(shown, int(found[1]), None, f"invalid TOML at column {found[2]}: {detail}")]
+    return [Problem(shown, None, None, f"invalid TOML: {message}")]
+
+
+def _tallyfy_settings(
+    document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
+) -> TallyfySettings:
+    table = document.get("tallyfy", {})
+    if not isinstance(table, dict):
+        problems.append(Problem(shown, locator.line("tallyfy"), "tallyfy", "must be a table"))
+        return TallyfySettings()
+    values: dict[str, str] = {}
+    for key, value in table.items():
+        line = locator.line("tallyfy", key)
+        if key not in TALLYFY_KEYS:
+            problems.append(_unknown_key(shown, locator, ("tallyfy", key), key, TALLYFY_KEYS))
+        elif not isinstance(value, str):
+            problems.append(Problem(shown, line, f"tallyfy.{key}", "must be a string"))
+        elif key == "org_id" and not ID_PATTERN.fullmatch(value):
+            message = f"{value!r} is not an organization ID (32 lowercase hex characters)"
+            problems.append(Problem(shown, line, "tallyfy.org_id", message))
+        else:
+            values[key] = value
+    return TallyfySettings(org_id=values.get("org_id"), api_url=values.get("api_url"))
+
+
+def _runs(
+    document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
+) -> list[DesiredRun]:
+    if "runs" not in document:
+        message = "no [runs] table; declare each run's desired state there (see state.example.toml)"
+        problems.append(Problem(shown, None, "runs", message))
+        return []
+    table = document["runs"]
+    if not isinstance(table, dict):
+        problems.append(Problem(shown, locator.line("runs"), "runs", "must be a table"))
+        return []
+    runs: list[DesiredRun] = []
+    for run_id, value in table.items():
+        source = Source(shown, locator.line("runs", run_id))
+        before = len(problems)
+        if not ID_PATTERN.fullmatch(run_id):
+            problems.append(Problem(shown, source.line, f"runs.{run_id}", _bad_id(run_id)))
+        state, name = _declaration(value, run_id, source, locator, problems)
+        if state is not None and len(problems) == before:
+            runs.append(DesiredRun(run_id=run_id, state=state, name=name, source=source))
+    return runs
+
+
+def _declaration(
+    value: object, run_id: str, source: Source, locator: _Locator, problems: list[Problem]
+) -> tuple[RunState | None, str | None]:
+    key = f"runs.{run_id}"
+    if isinstance(value, str):
+        return _state(value, key, source, problems), None
+    if not isinstance(value, dict):
+        message = 'must be "archived", "active", or a table with state = "..." and name = "..."'
+        problems.append(Problem(source.path, source.line, key, message))
+        return None, None
+    for extra in value:
+        if extra not in LONG_FORM_KEYS:
+            problems.append(
+                _unknown_key(
+                    source.path, locator, ("runs", run_id, extra), f"{key}.{extra}", LONG_FORM_KEYS
+                )
+            )
+    name = value.get("name")
+    if name is not None and not isinstance(name, str):
+        line = locator.line("runs", run_id, "name") or source.line
+        problems.append(Problem(source.path, line, f"{key}.name", "must be a string"))
+        name = None
+    if "state" not in value:
+        problems.append(
+            Problem(
+                source.path,
+                source.line,
+                f"{key}.state",
+                'missing; set state = "archived" or state = "active"',
+            )
+        )
+        return None, name
+    line = locator.line("runs", run_id, "state") or source.line
+    return _state(value["state"], f"{key}.state", Source(source.path, line), problems), name
+
+
+def _state(value: object, key: str, source: Source, problems: list[Problem]) -> RunState | None:
+    if isinstance(value, str):
+        try:
+            return RunState(value)
+        except ValueError:
+            pass
+    hint = ""
+    if isinstance(value, str) and value.lower() in ("complete", "completed", "problem", "open"):
+        hint = " (workflow statuses are not declared; only archived or not)"
+    message = f'{value!r} is not a state; use "archived" or "active"{hint}'
+    problems.append(Problem(source.path, source.line, key, message))
+    return None
+
+
+def _bad_id(run_id: str) -> str:
+    if ID_PATTERN.fullmatch(run_id.lower()):
+        return f"run ID {run_id!r} must be lowercase (write {run_id.lower()!r})"
+    return f"{run_id!r} is not a run ID (32 lowercase hex characters, as in the run's URL)"
+
+
+def _unknown_key(
+    shown: str, locator: _Locator, path: tuple[str, ...], key: str, valid: tuple[str, ...]
+) -> Problem:
+    close = difflib.get_close_matches(path[-1], valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    return Problem(shown, locator.line(*path), key, f"unknown key{hint}")
+
+
+_BARE = r"[A-Za-z0-9_-]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"|' + r"'[^']*'"
+_PART = rf"(?:{_QUOTED}|{_BARE})"
+_DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
+_HEADER = re.compile(rf"^\s*\[\s*({_DOTTED})\s*\]")
+_KEY = re.compile(rf"^\s*({_DOTTED})\s*=")
+_SPLIT = re.compile(_PART)
+
+
+class _Locator:
+    """Line numbers of tables and keys. tomllib reports none, so the text is scanned once here."""
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[str, ...], list[int]] = {}
+        table: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                table = _parts(header[1])
+                self._lines.setdefault(table, []).append(number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self._lines.setdefault(table + _parts(key[1]), []).append(number)
+
+    def line(self, *path: str) -> int | None:
+        """The first line that declares this key or table, if it can be found."""
+        lines = self._lines.get(path)
+        return lines[0] if lines else None
+
+    def duplicate_runs(self) -> dict[str, list[int]]:
+        """Run IDs declared on more than one line (TOML itself rejects the file then)."""
+        return {
+            path[1]: lines
+            for path, lines in self._lines.items()
+            if len(path) == 2 and path[0] == "runs" and len(lines) > 1
+        }
+
+
+def _parts(dotted: str) -> tuple[str, ...]:
+    return tuple(part.strip("\"'") for part in _SPLIT.findall(dotted))

@@ -1,0 +1,314 @@
+"""The Tallyfy HTTP client: the only code in reconcile that speaks HTTP.
+
+Base URL, headers, timeouts, retries, the shared pause after a 429, bounded concurrency, pagination
+and the mapping of statuses to exceptions all live here. Tests pass `transport=` to run it against
+the in-process sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconcile import __version__
+from reconcile.config import Target, Token
+from reconcile.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    NotFoundError,
+    RateLimitError,
+)
+from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
+
+log = logging.getLogger("reconcile.http")
+
+Archived = Literal["only", "true"]
+T = TypeVar("T")
+READ_METHODS = frozenset({"GET", "HEAD"})
+PAGE_SIZE = 100  # the documented cap for per_page
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to retry. 429 is retried for every method (the server did nothing);
+    5xx and network errors only for reads, because a write may have happened."""
+
+    max_attempts: int = 5
+    deadline: float = 300.0
+    max_retry_after: float = 60.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+
+
+class TallyfyClient:
+    """Reads and archives/activates the runs of one organization."""
+
+    def __init__(
+        self,
+        target: Target,
+        token: Token,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        parallelism: int = 8,
+        timeout: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.target = target
+        self._token = token
+        self._retry = retry
+        self._slots = asyncio.Semaphore(parallelism)
+        self._resume_at = 0.0
+        self.requests_sent = 0
+        self._origin = _origin(target.api_url)
+        self._http = httpx.AsyncClient(
+            base_url=target.api_url + "/",
+            transport=transport,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            headers={
+                "Authorization": f"Bearer {token.value}",
+                "Accept": "application/json",
+                "X-Tallyfy-Client": "APIClient",
+                "User-Agent": f"reconcile/{__version__}",
+            },
+        )
+
+    async def __aenter__(self) -> TallyfyClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    def _runs_path(self, run_id: str | None = None) -> str:
+        base = f"organizations/{self.target.org_id}/runs"
+        return base if run_id is None else f"{base}/{run_id}"
+
+    async def get_run(self, run_id: str) -> ObservedRun | None:
+        """The run, or None when the API answers 404 (unknown, or archived on some servers)."""
+        try:
+            body = await self._send("GET", self._runs_path(run_id), run_id=run_id)
+        except NotFoundError:
+            return None
+        return self._parse(lambda: parse_run(body, run_id), "GET", self._runs_path(run_id), run_id)
+
+    async def archive(self, run_id: str) -> ObservedRun:
+        """Archive (soft-delete) a run: DELETE /runs/{id}."""
+        path = self._runs_path(run_id)
+        body = await self._send("DELETE", path, run_id=run_id)
+        return self._parse(lambda: parse_run(body, run_id), "DELETE", path, run_id)
+
+    async def activate(self, run_id: str) -> ObservedRun:
+        """Restore an archived run: PUT /runs/{id}/activate."""
+        path = self._runs_path(run_id) + "/activate"
+        body = await self._send("PUT", path, run_id=run_id)
+        return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
+
+    async def list_page(self, archived: Archived | None, page: int) -> Page:
+        """One page of the run listing, `per_page` at the documented cap."""
+        params: dict[str, str] = {"page": str(page), "per_page": str(PAGE_SIZE)}
+        if archived is not None:
+            params["archived"] = archived
+        path = self._runs_path()
+        body = await self._send("GET", path, params=params)
+        return self._parse(lambda: parse_page(body), "GET", f"{path}?page={page}", None)
+
+    async def list_runs(
+        self, archived: Archived | None = None, first: Page | None = None
+    ) -> list[ObservedRun]:
+        """Every run of a listing, starting from `first` if the caller already has page 1.
+        Once a page count is known the other pages are fetched concurrently; without one,
+        `links.next` is followed one page at a time."""
+        first = first or await self.list_page(archived, 1)
+        pages = [first]
+        if first.total_pages is not None:
+            rest = range(2, first.total_pages + 1)
+            pages += await asyncio.gather(*(self.list_page(archived, n) for n in rest))
+        else:
+            page = first
+            while page.next_url is not None and page.runs:
+                page = await self._follow(page.next_url)
+                pages.append(page)
+        return [run for page in pages for run in page.runs]
+
+    async def _follow(self, url: str) -> Page:
+        if _origin(url) != self._origin:
+            raise BadResponseError(
+                f"The listing's next-page link points to another server ({_origin(url)}); it was "
+                "not followed, so the access token stays with the configured API.",
+                method="GET",
+                path=self._runs_path(),
+            )
+        body = await self._send("GET", url)
+        return self._parse(lambda: parse_page(body), "GET", urlsplit(url).path, None)
+
+    def _parse(self, parse: Callable[[], T], method: str, path: str, run_id: str | None) -> T:
+        try:
+            return parse()
+        except InvalidBody as exc:
+            raise BadResponseError(
+                f"The API's answer does not look like Tallyfy's documented response: {exc}.",
+                method=method,
+                path="/" + path.lstrip("/"),
+                run_id=run_id,
+            ) from None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
+        shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
+        started = time.monotonic()
+        for attempt in range(1, self._retry.max_attempts + 1):
+            await self._wait_for_resume()
+            try:
+                async with self._slots:
+                    self.requests_sent += 1
+                    response = await self._http.request(method, path, params=params)
+            except httpx.TransportError as exc:
+                log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                if method in READ_METHODS and self._may_retry(attempt, started):
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                raise ApiError(
+                    f"No answer from the API ({type(exc).__name__}: {exc or 'connection failed'})"
+                    + (f" for run {run_id}." if run_id else "."),
+                    method=method,
+                    path=shown,
+                    run_id=run_id,
+                ) from None
+            log.debug("%s %s -> %s", method, shown, response.status_code)
+            status = response.status_code
+            if status == 429:
+                delay = self._retry_after(response)
+                self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                if self._may_retry(attempt, started, delay):
+                    continue
+            elif status >= 500 and method in READ_METHODS and self._may_retry(attempt, started):
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            if status >= 400:
+                raise self._error(response, method, shown, run_id)
+            return self._json(response, method, shown, run_id)
+        raise AssertionError("unreachable: the last attempt always returns or raises")
+
+    def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
+        elapsed = time.monotonic() - started + delay
+        return attempt < self._retry.max_attempts and elapsed < self._retry.deadline
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self._retry.backoff_cap, self._retry.backoff_base * 2.0 ** (attempt - 1))
+        return delay * random.uniform(0.8, 1.2)
+
+    def _retry_after(self, response: httpx.Response) -> float:
+        value = response.headers.get("Retry-After", "")
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = self._retry.backoff_base
+        return min(max(seconds, 0.0), self._retry.max_retry_after)
+
+    async def _wait_for_resume(self) -> None:
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+    def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise BadResponseError(
+                f"The API answered HTTP {response.status_code} with a body that is not JSON "
+                f"({kind}: {self._snippet(response)!r})"
+                + (f" for run {run_id}." if run_id else "."),
+                method=method,
+                path=path,
+                status=response.status_code,
+                run_id=run_id,
+            ) from None
+
+    def _error(
+        self, response: httpx.Response, method: str, path: str, run_id: str | None
+    ) -> ApiError:
+        status = response.status_code
+        api_message = self._api_message(response)
+        subject = f"run {run_id}" if run_id else f"organization {self.target.org_id}"
+        kwargs: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "run_id": run_id,
+            "api_message": api_message,
+        }
+        if status == 401:
+            return AuthError(
+                "The API refused the access token. Personal access tokens expire after 6 months "
+                "and stop working when their user logs out of the web app; create a new one under "
+                "Settings > Integrations > REST API and set TALLYFY_ACCESS_TOKEN.",
+                **kwargs,
+            )
+        if status == 403:
+            return AuthError(
+                f"The token's user lacks permission for {subject}. Archiving and activating need "
+                "a member or administrator (light users cannot archive), and an application token "
+                "works only for the organization it was issued for.",
+                **kwargs,
+            )
+        if status == 404:
+            return NotFoundError(f"The API does not know {subject}.", **kwargs)
+        if status == 429:
+            return RateLimitError(
+                "The API kept answering 429 (rate limited) past the retry deadline; try again "
+                "later or lower --rate-limit.",
+                **kwargs,
+            )
+        return ApiError(f"The API refused the request for {subject}.", **kwargs)
+
+    def _api_message(self, response: httpx.Response) -> str | None:
+        try:
+            body = response.json()
+        except ValueError:
+            return self._snippet(response) or None
+        if isinstance(body, dict):
+            message = body.get("message")
+            if isinstance(body.get("error"), dict):
+                message = body["error"].get("message")
+            if isinstance(message, str):
+                return self._redact(message)
+        return None
+
+    def _snippet(self, response: httpx.Response) -> str:
+        text = " ".join(response.text[:120].split())
+        return self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token.value, "***")
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port

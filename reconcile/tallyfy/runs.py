@@ -1,0 +1,112 @@
+"""Turn API response bodies into values, refusing anything that does not look like what Tallyfy
+documents. A write is only ever planned from a run that passed these checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile.state import ID_PATTERN, RunState
+
+
+@dataclass(frozen=True)
+class ObservedRun:
+    """A run as the API reported it."""
+
+    run_id: str
+    name: str
+    status: str
+    archived_at: str | None
+    last_updated: str | None
+
+    @property
+    def state(self) -> RunState:
+        """Archived-ness comes from `archived_at` alone: `status` is free text."""
+        return RunState.ARCHIVED if self.archived_at else RunState.ACTIVE
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a run listing."""
+
+    runs: tuple[ObservedRun, ...]
+    current_page: int
+    total_pages: int | None
+    total: int | None
+    next_url: str | None
+
+
+class InvalidBody(ValueError):
+    """The body does not have the documented shape; the message says what is wrong."""
+
+
+def parse_run(body: Any, expected_id: str | None = None) -> ObservedRun:
+    """The run in a `{"data": {...}}` body."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise InvalidBody('expected a JSON object {"data": {...run...}}')
+    run = _run(body["data"])
+    if expected_id is not None and run.run_id != expected_id:
+        raise InvalidBody(
+            f"asked for run {expected_id} but the response describes run {run.run_id}"
+        )
+    return run
+
+
+def parse_page(body: Any) -> Page:
+    """A listing page `{"data": [...], "meta": {"pagination": {...}}}`, with its counts checked."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise InvalidBody('expected a JSON object {"data": [...runs...], "meta": {...}}')
+    runs = tuple(_run(item) for item in body["data"])
+    meta = body.get("meta")
+    pagination = meta.get("pagination") if isinstance(meta, dict) else None
+    if not isinstance(pagination, dict):
+        raise InvalidBody("the listing has no meta.pagination object")
+    count = _optional_int(pagination, "count")
+    if count is not None and count != len(runs):
+        raise InvalidBody(f"meta.pagination.count is {count} but the page holds {len(runs)} runs")
+    current = _optional_int(pagination, "current_page")
+    total_pages = _optional_int(pagination, "total_pages")
+    if current is None:
+        raise InvalidBody("meta.pagination.current_page is missing")
+    links = pagination.get("links")
+    # PHP encodes an empty associative array as [], so "no links" may arrive as a list.
+    next_url = links.get("next") if isinstance(links, dict) else None
+    if next_url is not None and not isinstance(next_url, str):
+        raise InvalidBody("meta.pagination.links.next is not a URL")
+    return Page(
+        runs=runs,
+        current_page=current,
+        total_pages=total_pages,
+        total=_optional_int(pagination, "total"),
+        next_url=next_url or None,
+    )
+
+
+def _run(data: Any) -> ObservedRun:
+    if not isinstance(data, dict):
+        raise InvalidBody("a run is not a JSON object")
+    run_id = data.get("id")
+    if not isinstance(run_id, str) or not ID_PATTERN.fullmatch(run_id):
+        raise InvalidBody(f"a run has no valid id (got {run_id!r})")
+    if "archived_at" not in data:
+        raise InvalidBody(f"run {run_id} has no archived_at field, so its state is unknown")
+    archived_at = data["archived_at"]
+    if archived_at is not None and not (isinstance(archived_at, str) and archived_at):
+        raise InvalidBody(f"run {run_id} has an archived_at that is not a timestamp or null")
+    name, status, last_updated = data.get("name"), data.get("status"), data.get("last_updated")
+    return ObservedRun(
+        run_id=run_id,
+        name=name if isinstance(name, str) else "",
+        status=status if isinstance(status, str) else "",
+        archived_at=archived_at,
+        last_updated=last_updated if isinstance(last_updated, str) else None,
+    )
+
+
+def _optional_int(table: dict[str, Any], key: str) -> int | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidBody(f"meta.pagination.{key} is not a whole number (got {value!r})")
+    return value

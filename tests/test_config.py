@@ -1,0 +1,89 @@
+"""Settings precedence and the checks that keep a token safe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconcile.config import DEFAULT_API_URL, Target, Token, read_token, resolve_target
+from reconcile.errors import ConfigError
+from reconcile.state import TallyfySettings
+
+ORG_FLAG, ORG_ENV, ORG_FILE = "a" * 32, "b" * 32, "c" * 32
+
+
+def test_flag_beats_environment_beats_file_beats_default() -> None:
+    settings = TallyfySettings(org_id=ORG_FILE, api_url="https://file.example/api")
+    env = {"TALLYFY_ORG_ID": ORG_ENV, "TALLYFY_API_URL": "https://env.example/api/"}
+    assert resolve_target(
+        api_url_flag="https://flag.example/api", org_flag=ORG_FLAG, environ=env, settings=settings
+    ) == Target("https://flag.example/api", ORG_FLAG)
+    assert resolve_target(
+        api_url_flag=None, org_flag=None, environ=env, settings=settings
+    ) == Target("https://env.example/api", ORG_ENV)
+    assert resolve_target(
+        api_url_flag=None, org_flag=None, environ={}, settings=settings
+    ) == Target("https://file.example/api", ORG_FILE)
+    assert resolve_target(
+        api_url_flag=None, org_flag=None, environ={}, settings=TallyfySettings(org_id=ORG_FILE)
+    ) == Target(DEFAULT_API_URL, ORG_FILE)
+
+
+def test_missing_or_bad_org() -> None:
+    with pytest.raises(ConfigError, match=r"No organization ID\. Pass --org"):
+        resolve_target(api_url_flag=None, org_flag=None, environ={}, settings=TallyfySettings())
+    with pytest.raises(ConfigError, match="'ACME' is not 32 lowercase hex"):
+        resolve_target(api_url_flag=None, org_flag="ACME", environ={}, settings=TallyfySettings())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/api",
+        "http://localhost/api",
+        "http://[::1]:9/api",
+        "https://go.tallyfy.com/api",
+    ],
+)
+def test_loopback_http_and_any_https_are_accepted(url: str) -> None:
+    target = resolve_target(
+        api_url_flag=url, org_flag=ORG_FLAG, environ={}, settings=TallyfySettings()
+    )
+    assert target.api_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://go.tallyfy.com/api", "plain http to a host that is not loopback"),
+        ("http://10.0.0.5/api", "plain http to a host that is not loopback"),
+        ("ftp://go.tallyfy.com/api", "is not an http"),
+        ("go.tallyfy.com/api", "is not an http"),
+        ("https://go.tallyfy.com/api?x=1", "must not carry a query"),
+    ],
+)
+def test_unsafe_or_malformed_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_target(api_url_flag=url, org_flag=ORG_FLAG, environ={}, settings=TallyfySettings())
+
+
+def test_token_sources(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    env = {"TALLYFY_ACCESS_TOKEN": "from-env"}
+    assert read_token(token_file=token_file, environ=env).value == "from-file"
+    assert read_token(token_file=None, environ=env).value == "from-env"
+    with pytest.raises(ConfigError, match="TALLYFY_ACCESS_TOKEN is empty or unset"):
+        read_token(token_file=None, environ={})
+    with pytest.raises(ConfigError, match="Cannot read the token file"):
+        read_token(token_file=tmp_path / "missing", environ={})
+    with pytest.raises(ConfigError, match="contains white space"):
+        read_token(token_file=None, environ={"TALLYFY_ACCESS_TOKEN": "two words"})
+
+
+def test_token_never_shows_in_repr_or_str() -> None:
+    token = Token("s3cret-value")
+    assert "s3cret" not in repr(token)
+    assert "s3cret" not in str(token)
+    assert "s3cret" not in repr(Target("https://x", ORG_FLAG)) + repr([token])
