@@ -1,4 +1,4 @@
-"""An emulator of the Tallyfy runs API, faithful to docs/tallyfy-api.md, for tests and demos.
+"""An emulator of the Tallyfy runs API, faithful to what Tallyfy documents, for tests and demos.
 
 One core, `Sandbox.dispatch`, with two adapters:
 - `Sandbox.transport()`: an httpx.MockTransport for httpx.AsyncClient, in-process and fast;

@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from reconcile.sandbox.responses import HTML_TYPE, SandboxResponse, encode, for_status
+from reconcile.sandbox.responses import HTML_TYPE, SandboxResponse, encode, for_status, reason
 
 KINDS = frozenset(
     {"status", "html", "truncated", "missing_archived_at", "wrong_id", "drop", "slow"}
 )
 _REPLACING = frozenset({"status", "html", "drop"})
 _HTML = (
-    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
-    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
+    "<!DOCTYPE html>\n<html><head><title>{status} {phrase}</title></head>\n"
+    "<body><h1>{phrase}</h1><p>Served by a proxy, not by the API.</p></body></html>\n"
 )
 
 
@@ -96,7 +96,8 @@ def replacement(fault: Fault) -> SandboxResponse:
     if fault.kind == "drop":
         return SandboxResponse(0, drop=True)
     if fault.kind == "html":
-        return SandboxResponse(fault.status, {"Content-Type": HTML_TYPE}, _HTML)
+        page = _HTML.format(status=fault.status, phrase=reason(fault.status)).encode()
+        return SandboxResponse(fault.status, {"Content-Type": HTML_TYPE}, page)
     response = for_status(fault.status)
     if fault.status == 429:
         response.headers["Retry-After"] = f"{fault.retry_after:g}"

@@ -57,6 +57,7 @@ class ListQuery:
     def matches(self, run: RunRecord, archive_sets_status: bool) -> bool:
         """Whether `run` passes every filter (the archived mode is applied by the caller)."""
         if self.status is not None:
+            # Filter on the status the client sees, so archived runs can show as "archived".
             shown = run.shown_status(archive_sets_status)
             wanted = ("problem", "issue") if self.status == "problem" else (self.status,)
             if shown not in wanted:

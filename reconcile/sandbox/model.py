@@ -48,7 +48,9 @@ class Behaviour:
     rate_limit: int = 0
     """Requests per rolling minute per token; 0 turns the limit off."""
     per_page_default: int = 10
+    """Listing page size when the request gives no per_page."""
     per_page_cap: int = 100
+    """Larger per_page values are silently lowered to this."""
     missing_client_header: int = 401
     """Answer when X-Tallyfy-Client is absent: 401 or 404 ENDPOINT_NOT_FOUND."""
     can_archive: bool = True

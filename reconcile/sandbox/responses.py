@@ -93,6 +93,14 @@ def rate_limited(limit: int | None, retry_after: str) -> SandboxResponse:
     return response
 
 
+def reason(status: int) -> str:
+    """The standard reason phrase of a status ("Bad Gateway"), or "Error" for odd codes."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def for_status(status: int) -> SandboxResponse:
     """A plausible Tallyfy-shaped error body for an arbitrary status (used by faults)."""
     if status == 401:
@@ -105,9 +113,6 @@ def for_status(status: int) -> SandboxResponse:
         return invalid({"run": ["The given data was invalid."]}, "The given data was invalid.")
     if status == 429:
         return rate_limited(None, "1")
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
+    phrase = reason(status)
     code = phrase.upper().replace(" ", "_").replace("-", "_")
     return error(status, phrase, code)

@@ -101,12 +101,10 @@ def _run(table: dict[str, Any], where: str, problems: list[str]) -> SandboxRun |
     before = len(problems)
     for key in sorted(set(table) - _RUN_KEYS):
         problems.append(f"{where}: unknown key {key!r}")
-    fields: dict[str, Any] = {
-        "id": _string(table, "id", where, problems, required=True),
-        "name": _string(table, "name", where, problems, required=True),
-    }
+    fields: dict[str, Any] = {"id": _string(table, "id", where, problems, required=True)}
     if fields["id"]:
         where = f"{where} (id {fields['id']})"
+    fields["name"] = _string(table, "name", where, problems, required=True)
     for key in _STRINGS:
         if key in table:
             fields[key] = _string(table, key, where, problems)
