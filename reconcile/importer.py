@@ -190,9 +190,9 @@ class Imported:
     def summary(self) -> str:
         """One sentence on what the import wrote."""
         archived = sum(1 for run in self.written if run.state is RunState.ARCHIVED)
-        counts = (
-            f"{len(self.written)} runs ({archived} archived, {len(self.written) - archived} active)"
-        )
+        noun = "run" if len(self.written) == 1 else "runs"
+        active = len(self.written) - archived
+        counts = f"{len(self.written)} {noun} ({archived} archived, {active} active)"
         if self.kept is None:
             return f"Wrote {counts} to {self.path}."
         if not self.written:

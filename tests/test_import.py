@@ -371,3 +371,10 @@ def test_names_that_need_escaping_survive_the_round_trip(
     plan = run("plan", str(path))
     assert plan.stdout.endswith(f"No changes. 3 runs match {path}.\n")
     assert "Warning" not in plan.stdout
+
+
+def test_one_run_is_counted_in_the_singular(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
+    path = tmp_path / "state.toml"
+    result = run("import", "--output", str(path), "--name", "^Fire")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Wrote 1 run (0 archived, 1 active) to {path}.\n"
