@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -15,10 +17,21 @@ import click
 from reconcile import __version__
 from reconcile.apply import ApplyReport, apply_plan
 from reconcile.config import read_token, resolve_target
-from reconcile.errors import ReconcileError, SafetyError
+from reconcile.drift import add_unmanaged, label_changes, read_baseline
+from reconcile.errors import ConfigError, ReconcileError, SafetyError
+from reconcile.importer import (
+    Imported,
+    Include,
+    Mode,
+    build_import,
+    existing_file,
+    make_selection,
+    select_runs,
+    write_text,
+)
 from reconcile.plan import Plan, build_plan
 from reconcile.render import render_plan, render_result, render_summary
-from reconcile.state import RunState, StateFile, load_state
+from reconcile.state import RunState, StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import Fetch, TallyfyClient, observe
 
 EXIT_OK = 0
@@ -75,7 +88,7 @@ def _state_argument(f: F) -> F:
     )(f)
 
 
-def _connection_options(f: F) -> F:
+def _connection_options(f: F, *, fetch: bool = True) -> F:
     options = [
         click.option(
             "--api-url",
@@ -93,7 +106,9 @@ def _connection_options(f: F) -> F:
             default="auto",
             show_default=True,
             help="Read runs one GET each, through the listing, or whichever takes fewer requests.",
-        ),
+        )
+        if fetch
+        else None,
         click.option(
             "--parallelism",
             type=click.IntRange(1, 64),
@@ -103,7 +118,8 @@ def _connection_options(f: F) -> F:
         ),
     ]
     for option in reversed(options):
-        f = option(f)
+        if option is not None:
+            f = option(f)
     return f
 
 
@@ -131,13 +147,39 @@ def validate(state_file: Path) -> None:
     is_flag=True,
     help="Exit 2 when there are changes, 0 when there are none.",
 )
-def plan(state_file: Path, detailed_exitcode: bool, **connection: Any) -> None:
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Label each change requested (its declaration differs from this file's) or drift.",
+)
+@click.option(
+    "--baseline-ref",
+    metavar="REF",
+    help="Like --baseline, reading the same state file at this git revision (e.g. origin/main).",
+)
+@click.option(
+    "--show-unmanaged",
+    is_flag=True,
+    help="Also list the organization's runs that the file does not declare (reads every run).",
+)
+def plan(
+    state_file: Path,
+    detailed_exitcode: bool,
+    baseline: Path | None,
+    baseline_ref: str | None,
+    show_unmanaged: bool,
+    **connection: Any,
+) -> None:
     """Show what apply would change. Read-only: sends only GET requests."""
 
     async def run() -> Plan:
         state, client = _open(state_file, connection)
         async with client:
-            return await _plan(client, state, connection["fetch"])
+            before = read_baseline(state_file, path=baseline, ref=baseline_ref)
+            planned = await _plan(client, state, connection["fetch"])
+            if show_unmanaged:
+                planned = await add_unmanaged(client, planned)
+        return planned if before is None else label_changes(planned, before)
 
     result = asyncio.run(run())
     render_plan(result, sys.stdout, colour=_colour(sys.stdout))
@@ -189,19 +231,103 @@ def _confirm(count: int, auto_approve: bool) -> None:
 def _open(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, TallyfyClient]:
     """Load the state file and settings, and make the one API client of this command."""
     state = load_state(state_file)
+    return state, _client(connection, state.tallyfy)
+
+
+def _client(connection: dict[str, Any], settings: TallyfySettings) -> TallyfyClient:
     target = resolve_target(
         api_url_flag=connection["api_url"],
         org_flag=connection["org_id"],
         environ=os.environ,
-        settings=state.tallyfy,
+        settings=settings,
     )
     token = read_token(token_file=connection["token_file"], environ=os.environ)
-    return state, TallyfyClient(target, token, parallelism=connection["parallelism"])
+    return TallyfyClient(target, token, parallelism=connection["parallelism"])
 
 
 async def _plan(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
     observed = await observe(client, state.runs, fetch)
     return build_plan(state, observed, org_id=client.target.org_id, api_url=client.target.api_url)
+
+
+@cli.command("import", epilog=EXIT_CODES)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="state.toml",
+    show_default=True,
+    help="The state file to write.",
+)
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Append the runs the output file does not declare; keep its text and declarations.",
+)
+@click.option(
+    "--include",
+    type=click.Choice(["active", "archived", "all"]),
+    default="all",
+    show_default=True,
+    help="Which runs: not archived, archived, or both.",
+)
+@click.option("--blueprint", metavar="ID", help="Only runs of this blueprint (checklist_id).")
+@click.option("--tag", help="Only runs with this tag (its title or ID).")
+@click.option("--owner", type=int, metavar="USER_ID", help="Only runs this user owns.")
+@click.option(
+    "--started-before",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="DATE",
+    help="Only runs started before DATE (YYYY-MM-DD, UTC).",
+)
+@click.option(
+    "--started-after",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="DATE",
+    help="Only runs started on or after DATE (YYYY-MM-DD, UTC).",
+)
+@click.option("--name", metavar="REGEX", help="Only runs whose live name matches REGEX.")
+@partial(_connection_options, fetch=False)
+def import_(
+    output: Path,
+    force: bool,
+    merge: bool,
+    include: Include,
+    blueprint: str | None,
+    tag: str | None,
+    owner: int | None,
+    started_before: datetime | None,
+    started_after: datetime | None,
+    name: str | None,
+    **connection: Any,
+) -> None:
+    """Write the organization's runs, with their live states and names, as a state file.
+    Read-only towards Tallyfy: sends only GET requests."""
+    if force and merge:
+        raise ConfigError("Give --force or --merge, not both.")
+    selection = make_selection(
+        include=include,
+        blueprint=blueprint,
+        tag=tag,
+        owner=owner,
+        started_before=started_before,
+        started_after=started_after,
+        name=name,
+    )
+    mode = Mode.MERGE if merge else Mode.FORCE if force else Mode.NEW
+    existing = existing_file(output, mode)
+
+    async def run() -> Imported:
+        client = _client(connection, existing.tallyfy if existing else TallyfySettings())
+        async with client:
+            runs = await select_runs(client, selection)
+        org_id = client.target.org_id
+        return build_import(output, runs, org_id=org_id, selection=selection, existing=existing)
+
+    imported = asyncio.run(run())
+    if imported.written:
+        write_text(output, imported.text)
+    click.echo(imported.summary)
 
 
 @cli.command(epilog="Stop it with Ctrl-C.")

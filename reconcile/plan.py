@@ -20,6 +20,15 @@ class Action(StrEnum):
     ACTIVATE = "activate"
 
 
+class Reason(StrEnum):
+    """Why a change is in the plan, when the plan was compared with a baseline state file."""
+
+    REQUESTED = "requested"
+    """The declaration differs from the baseline's (or is new): the edit asks for it."""
+    DRIFT = "drift"
+    """The declaration equals the baseline's: the run was moved in Tallyfy; the change undoes it."""
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     """A declared run next to what the API reported for it."""
@@ -44,10 +53,18 @@ class PlannedRun:
         """The live name; the label in the state file is only a fallback."""
         return self.observed.name or self.desired.name or ""
 
+    @property
+    def label_outdated(self) -> bool:
+        """The state file labels the run with a `name` that is not its live name."""
+        return self.desired.name is not None and self.desired.name != self.observed.name
+
 
 @dataclass(frozen=True)
 class Change(PlannedRun):
     """A planned run whose current state differs from its declaration."""
+
+    reason: Reason | None = None
+    """Set only when the plan was compared with a baseline (see reconcile.drift)."""
 
     @property
     def action(self) -> Action:
@@ -63,13 +80,34 @@ class Plan:
     state_file: StateFile
     changes: tuple[Change, ...]
     unchanged: tuple[PlannedRun, ...]
+    baseline: str | None = None
+    """Where the baseline state file was read from (a path, or REF:path), if one was given."""
+    unmanaged: tuple[ObservedRun, ...] | None = None
+    """Runs of the organization the file does not declare, by run ID; None when not looked for."""
 
     @property
     def declared(self) -> int:
         return len(self.changes) + len(self.unchanged)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One sentence per declared run whose `name` label no longer matches its live name."""
+        return tuple(
+            f"{run.desired.source}: run {run.run_id} is labelled {run.desired.name!r} but is "
+            f"named {run.observed.name!r} in Tallyfy; update the label"
+            for run in sorted((*self.changes, *self.unchanged), key=_in_file_order)
+            if run.label_outdated
+        )
+
+    def count_reason(self, reason: Reason) -> int:
+        return sum(1 for change in self.changes if change.reason is reason)
+
     def count(self, action: Action) -> int:
         return sum(1 for change in self.changes if change.action is action)
+
+
+def _in_file_order(run: PlannedRun) -> tuple[int, str]:
+    return (run.desired.source.line or 0, run.run_id)
 
 
 def build_plan(

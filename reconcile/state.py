@@ -71,10 +71,11 @@ class StateFile:
     runs: tuple[DesiredRun, ...]
 
 
-def load_state(path: str | Path) -> StateFile:
-    """Read and validate a state file, raising StateFileError with every problem found."""
+def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
+    """Read and validate a state file, raising StateFileError with every problem found. `raw`,
+    when given, is the content (e.g. from git), and `path` only names it in messages."""
     shown = str(path)
-    raw = _read_bytes(Path(path), shown)
+    raw = _read_bytes(Path(path), shown) if raw is None else raw
     text = _decode(raw, shown)
     locator = _Locator(text)
     try:

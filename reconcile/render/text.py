@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
-from reconcile.plan import Action, Change, Plan
+from reconcile.plan import Action, Change, Plan, Reason
 
+UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 _ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
 
@@ -30,10 +31,41 @@ def change_line(change: Change, colour: bool) -> str:
     """One line a reviewer can read: action, run, current -> desired, workflow status, source."""
     action = _paint(f"{change.action.value:<8}", _ACTION_COLOUR[change.action], colour)
     status = change.observed.status or "unknown"
+    reason = "" if change.reason is None else f"  {change.reason.value}"
     return (
         f"  {action}  {change.run_id}  {change.current.value} -> {change.target.value}  "
-        f"(status: {status})  {change.name!r}  [{change.desired.source}]"
+        f"(status: {status})  {change.name!r}  [{change.desired.source}]{reason}"
     )
+
+
+def _baseline_lines(plan: Plan) -> list[str]:
+    if plan.baseline is None or not plan.changes:
+        return []
+    return [
+        f"Against the baseline {plan.baseline}: {plan.count_reason(Reason.REQUESTED)} requested "
+        f"(the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run was moved "
+        "in Tallyfy while its declaration stayed the same; applying moves it back)."
+    ]
+
+
+def _unmanaged_lines(plan: Plan) -> list[str]:
+    if plan.unmanaged is None:
+        return []
+    count = len(plan.unmanaged)
+    if not count:
+        return [f"No unmanaged runs: every run of the organization is in {plan.state_file.path}."]
+    noun = "run is" if count == 1 else "runs are"
+    lines = [
+        f"Unmanaged: {count} {noun} in the organization but not in {plan.state_file.path}; "
+        "reconcile never touches them (`reconcile import --merge` adds them):"
+    ]
+    lines += [
+        f"  {run.run_id}  {run.state.value:<8}  {run.name!r}"
+        for run in plan.unmanaged[:UNMANAGED_SHOWN]
+    ]
+    if count > UNMANAGED_SHOWN:
+        lines.append(f"  ... and {count - UNMANAGED_SHOWN} more")
+    return lines
 
 
 def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
@@ -42,11 +74,18 @@ def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
         f"Organization {plan.org_id} at {plan.api_url}; "
         f"{plan.declared} runs declared in {plan.state_file.path}.\n"
     )
-    if plan.changes:
+    warnings = [_paint(f"Warning: {warning}.", "yellow", colour) for warning in plan.warnings]
+    sections = [
+        [change_line(change, colour) for change in plan.changes],
+        warnings,
+        _baseline_lines(plan),
+        _unmanaged_lines(plan),
+    ]
+    sections = [lines for lines in sections if lines]
+    if sections:
         stream.write("\n")
-        for change in plan.changes:
-            stream.write(change_line(change, colour) + "\n")
-        stream.write("\n")
+    for lines in sections:
+        stream.write("".join(line + "\n" for line in lines) + "\n")
     stream.write(_paint(summary_line(plan), "bold", colour) + "\n")
 
 

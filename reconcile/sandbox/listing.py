@@ -33,6 +33,7 @@ class ListQuery:
     page: int = 1
     per_page: int = 10
     without_pagination: bool = False
+    with_tags: bool = False
 
     @property
     def filters(self) -> bool:
@@ -141,6 +142,7 @@ def parse_list_query(query: Mapping[str, str], behaviour: Behaviour) -> ListQuer
         page=page,
         per_page=per_page,
         without_pagination=query.get("without_pagination", "").lower() in _TRUE,
+        with_tags="tags" in query.get("with", "").split(","),
     )
 
 
@@ -172,7 +174,7 @@ def list_runs(
         start, stop = total - stop, total - start
     chosen: Iterable[RunRecord]
     chosen = store.records(keys[start:stop]) if runs is None else runs[start:stop]
-    items = [run.encoded(sets_status) for run in chosen]
+    items = [run.encoded(sets_status, listing.with_tags) for run in chosen]
     if reverse:
         items.reverse()
 

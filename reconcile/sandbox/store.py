@@ -41,8 +41,8 @@ class RunRecord:
     starred: bool = False
     is_public: bool = False
     prerun: dict[str, Any] = field(default_factory=dict)
-    # Encoded JSON per "show status as archived" flag; cleared by touch().
-    _cache: dict[bool, bytes] = field(default_factory=dict)
+    # Encoded JSON per ("show status as archived", "with tags") flags; cleared by touch().
+    _cache: dict[tuple[bool, bool], bytes] = field(default_factory=dict)
 
     @property
     def key(self) -> RunKey:
@@ -64,10 +64,15 @@ class RunRecord:
         """Forget the cached JSON after a change."""
         self._cache.clear()
 
-    def to_json(self, archive_sets_status: bool) -> dict[str, Any]:
-        """The run as the API shows it: every documented field, users and groups always present."""
+    def to_json(self, archive_sets_status: bool, with_tags: bool = False) -> dict[str, Any]:
+        """The run as the API shows it: every documented field, users and groups always present,
+        and the tags relation when asked for (`with=tags`)."""
         complete = self.status == "complete"
         percent = 100 if complete else 40
+        relations: dict[str, Any] = {}
+        if with_tags:
+            # A seeded tag is one string, shown as both the tag's id and its title.
+            relations["tags"] = {"data": [{"id": tag, "title": tag} for tag in self.tags]}
         return {
             "id": self.id,
             "increment_id": self.increment_id,
@@ -100,15 +105,17 @@ class RunRecord:
             "parent_id": None,
             "can_add_oot": True,
             "has_open_issue": self.status in ("problem", "issue"),
+            **relations,
         }
 
-    def encoded(self, archive_sets_status: bool) -> bytes:
+    def encoded(self, archive_sets_status: bool, with_tags: bool = False) -> bytes:
         """`to_json` encoded, computed once per change."""
-        flag = archive_sets_status and self.archived
-        cached = self._cache.get(flag)
+        flags = (archive_sets_status and self.archived, with_tags)
+        cached = self._cache.get(flags)
         if cached is None:
-            cached = json.dumps(self.to_json(archive_sets_status), separators=(",", ":")).encode()
-            self._cache[flag] = cached
+            shown = self.to_json(archive_sets_status, with_tags)
+            cached = json.dumps(shown, separators=(",", ":")).encode()
+            self._cache[flags] = cached
         return cached
 
 

@@ -119,9 +119,12 @@ class TallyfyClient:
         body = await self._send("PUT", path, run_id=run_id)
         return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
 
-    async def list_page(self, archived: Archived | None, page: int) -> Page:
-        """One page of the run listing, `per_page` at the documented cap."""
-        params: dict[str, str] = {"page": str(page), "per_page": str(PAGE_SIZE)}
+    async def list_page(
+        self, archived: Archived | None, page: int, query: Mapping[str, str] | None = None
+    ) -> Page:
+        """One page of the run listing, `per_page` at the documented cap. `query` adds listing
+        parameters such as `checklist_id` or `with`."""
+        params: dict[str, str] = {**(query or {}), "page": str(page), "per_page": str(PAGE_SIZE)}
         if archived is not None:
             params["archived"] = archived
         path = self._runs_path()
@@ -129,16 +132,19 @@ class TallyfyClient:
         return self._parse(lambda: parse_page(body), "GET", f"{path}?page={page}", None)
 
     async def list_runs(
-        self, archived: Archived | None = None, first: Page | None = None
+        self,
+        archived: Archived | None = None,
+        first: Page | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> list[ObservedRun]:
         """Every run of a listing, starting from `first` if the caller already has page 1.
         Once a page count is known the other pages are fetched concurrently; without one,
         `links.next` is followed one page at a time."""
-        first = first or await self.list_page(archived, 1)
+        first = first or await self.list_page(archived, 1, query)
         pages = [first]
         if first.total_pages is not None:
             rest = range(2, first.total_pages + 1)
-            pages += await asyncio.gather(*(self.list_page(archived, n) for n in rest))
+            pages += await asyncio.gather(*(self.list_page(archived, n, query) for n in rest))
         else:
             page = first
             while page.next_url is not None and page.runs:

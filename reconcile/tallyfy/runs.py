@@ -10,14 +10,26 @@ from reconcile.state import ID_PATTERN, RunState
 
 
 @dataclass(frozen=True)
+class Tag:
+    """A tag on a run, as listed with `with=tags`."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
 class ObservedRun:
-    """A run as the API reported it."""
+    """A run as the API reported it. `tags` is filled only when the request asked `with=tags`."""
 
     run_id: str
     name: str
     status: str
     archived_at: str | None
     last_updated: str | None
+    checklist_id: str | None = None
+    owner_id: int | None = None
+    started_at: str | None = None
+    tags: tuple[Tag, ...] = ()
 
     @property
     def state(self) -> RunState:
@@ -93,14 +105,40 @@ def _run(data: Any) -> ObservedRun:
     archived_at = data["archived_at"]
     if archived_at is not None and not (isinstance(archived_at, str) and archived_at):
         raise InvalidBody(f"run {run_id} has an archived_at that is not a timestamp or null")
-    name, status, last_updated = data.get("name"), data.get("status"), data.get("last_updated")
+    owner_id = data.get("owner_id")
     return ObservedRun(
         run_id=run_id,
-        name=name if isinstance(name, str) else "",
-        status=status if isinstance(status, str) else "",
+        name=_text(data, "name") or "",
+        status=_text(data, "status") or "",
         archived_at=archived_at,
-        last_updated=last_updated if isinstance(last_updated, str) else None,
+        last_updated=_text(data, "last_updated"),
+        checklist_id=_text(data, "checklist_id"),
+        owner_id=owner_id if isinstance(owner_id, int) and not isinstance(owner_id, bool) else None,
+        started_at=_text(data, "started_at"),
+        tags=_tags(data.get("tags"), run_id),
     )
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _tags(relation: Any, run_id: str) -> tuple[Tag, ...]:
+    """The `{"data": [...]}` relation (or a bare list); absent unless asked for."""
+    if relation is None:
+        return ()
+    items = relation.get("data") if isinstance(relation, dict) else relation
+    if not isinstance(items, list):
+        raise InvalidBody(f'run {run_id} has tags that are not {{"data": [...]}}')
+    tags = []
+    for item in items:
+        tag_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(tag_id, str) or not tag_id:
+            raise InvalidBody(f"run {run_id} has a tag without an id")
+        title = item.get("title")
+        tags.append(Tag(id=tag_id, title=title if isinstance(title, str) else ""))
+    return tuple(tags)
 
 
 def _optional_int(table: dict[str, Any], key: str) -> int | None:
