@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
 from reconcile.plan import Action, Change, Plan
+from reconcile.planfile import checksum
 
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 _ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
@@ -36,8 +38,10 @@ def change_line(change: Change, colour: bool) -> str:
     )
 
 
-def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
-    """The plan: header, one line per change, summary."""
+def render_plan(
+    plan: Plan, stream: TextIO, *, colour: bool = False, warnings: Sequence[str] = ()
+) -> None:
+    """The plan: header, one line per change, safety-gate warnings, checksum, summary."""
     stream.write(
         f"Organization {plan.org_id} at {plan.api_url}; "
         f"{plan.declared} runs declared in {plan.state_file.path}.\n"
@@ -47,6 +51,10 @@ def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
         for change in plan.changes:
             stream.write(change_line(change, colour) + "\n")
         stream.write("\n")
+    for warning in warnings:
+        stream.write(_paint(f"Warning: apply would refuse: {warning}", "yellow", colour) + "\n")
+    if plan.changes:
+        stream.write(f"Checksum: {checksum(plan)}\n")
     stream.write(_paint(summary_line(plan), "bold", colour) + "\n")
 
 
