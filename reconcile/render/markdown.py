@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport
-from reconcile.plan import Plan
+from reconcile.plan import Action, Plan
 from reconcile.planfile import checksum
 from reconcile.render.text import summary_line
 
@@ -44,16 +45,21 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
         f"{c.target.value} | `{c.desired.source}` |"
         for c in plan.changes
     ]
-    body, budget = _table(
-        ["action", "run", "name", "current -> desired", "source"], changes, "changes", budget
+    body, shown, budget = _table(
+        ["action", "run", "name", "current -> desired", "source"], changes, budget
     )
+    if shown < len(changes):
+        left = Counter(change.action.value for change in plan.changes[shown:])
+        counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
+        body += _cut(f"changes ({counts})", shown, len(changes))
     if plan.unchanged:
         rows = [
             f"| `{r.run_id}` | {_cell(r.name)} | {r.current.value} | `{r.desired.source}` |"
             for r in plan.unchanged
         ]
         noun = "run" if len(rows) == 1 else "runs"
-        table, _ = _table(["run", "name", "state", "source"], rows, "unchanged runs", budget)
+        table, shown, _ = _table(["run", "name", "state", "source"], rows, budget)
+        table += _cut("unchanged runs", shown, len(rows))
         body += ["", f"<details><summary>{len(rows)} unchanged {noun}</summary>", *table]
         body += ["", "</details>"]
     stream.write("\n".join([*head, *body, *foot]) + "\n")
@@ -61,7 +67,7 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
 
 def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> None:
     """The closing line of an apply, then one row per change with its outcome."""
-    archived = sum(1 for r in report.succeeded if r.change.action.value == "archive")
+    archived = sum(1 for r in report.succeeded if r.change.action is Action.ARCHIVE)
     activated = len(report.succeeded) - archived
     head = [
         f"**Apply finished: {archived} archived, {activated} activated, "
@@ -76,19 +82,16 @@ def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> No
         f"{_cell(r.change.name)} | {_cell(r.detail)} |"
         for r in ordered
     ]
-    body, _ = _table(
-        ["outcome", "action", "run", "name", "detail"],
-        rows,
-        "changes",
-        BUDGET - _size(head) - _NOTE_ROOM,
+    body, shown, _ = _table(
+        ["outcome", "action", "run", "name", "detail"], rows, BUDGET - _size(head) - _NOTE_ROOM
     )
+    body += _cut("changes (failures are listed first)", shown, len(rows))
     stream.write("\n".join([*head, *body]) + "\n")
 
 
-def _table(
-    header: Sequence[str], rows: Sequence[str], what: str, budget: int
-) -> tuple[list[str], int]:
-    """The table with as many rows as fit in `budget` characters, and the budget left."""
+def _table(header: Sequence[str], rows: Sequence[str], budget: int) -> tuple[list[str], int, int]:
+    """The table with as many rows as fit in `budget` characters (none at all if no row fits),
+    how many rows it shows, and the budget left."""
     lines = ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     budget -= _size(lines)
     shown = 0
@@ -98,14 +101,19 @@ def _table(
         lines.append(row)
         budget -= len(row) + 1
         shown += 1
-    if shown < len(rows):
-        lines += [
-            "",
-            f"_{len(rows) - shown:,} more {what} not shown: only the first {shown:,} of "
-            f"{len(rows):,} fit under GitHub's {COMMENT_LIMIT:,}-character comment limit. The "
-            "JSON plan (`reconcile plan --format json` or `--out`) lists them all._",
-        ]
-    return lines, budget
+    return (lines if shown or not rows else []), shown, budget
+
+
+def _cut(what: str, shown: int, total: int) -> list[str]:
+    """The note under a table that had to leave rows out."""
+    if shown == total:
+        return []
+    return [
+        "",
+        f"_{total - shown:,} more {what} not shown: only {shown:,} of {total:,} fit under "
+        f"GitHub's {COMMENT_LIMIT:,}-character comment limit. The JSON plan "
+        "(`reconcile plan --format json` or `--out`) lists them all._",
+    ]
 
 
 def _size(lines: Sequence[str]) -> int:
