@@ -395,9 +395,10 @@ def _open(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, Tall
 
 def _open_saved(plan_file: Path, connection: dict[str, Any]) -> tuple[Plan, TallyfyClient]:
     """Load a saved plan, check it is for the organization and API configured, and make the
-    client. Settings not given by flag or environment come from the plan itself."""
+    client. The organization may come from the plan; the API URL never does, so that a plan file
+    cannot send the token to another server."""
     saved = load_plan(plan_file)
-    client = _client(saved.state_file.tallyfy, connection)
+    client = _client(TallyfySettings(org_id=saved.org_id), connection)
     check_target(saved, plan_file, org_id=client.target.org_id, api_url=client.target.api_url)
     state = replace(saved.state_file, safety=_safety(saved.state_file, connection))
     return replace(saved, state_file=state), client

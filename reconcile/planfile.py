@@ -207,6 +207,8 @@ class _Reader:
         safety = self.field(raw, "safety", dict, "") or {}
         percents = [self.field(safety, key, (int, float), "safety.") for key in _PERCENTS]
         min_runs = self.field(safety, "min_runs", int, "safety.")
+        if not all(0 <= p <= 100 for p in percents if p is not None) or (min_runs or 0) < 0:
+            self.problems.append("safety: a percentage outside 0-100 or a negative min_runs")
         changes = [
             self.run(entry, f"changes[{n}].", change=True)
             for n, entry in enumerate(self.field(raw, "changes", list, "") or [])

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from reconcile.cli import cli
 from reconcile.render.markdown import COMMENT_LIMIT
-from reconcile.sandbox import Sandbox, SandboxRun
+from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from tests.conftest import DEMO_IDS, ORG, ROOT, write_state
 from tests.test_safety import add_runs
 
@@ -210,3 +210,27 @@ def test_github_step_summary_gets_the_markdown(
         assert first == "**Apply finished: 2 archived, 1 activated, 0 failed.**"
         assert f"| ok | archive | `{DEMO_IDS[0]}` | " in text
     assert "\x1b[" not in text
+
+
+def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    ids = add_runs(sandbox, 900, archived=False)
+    sandbox.inject(Fault(kind="status", status=403, method="DELETE", path_contains=ids[-1]))
+    path = write_state(tmp_path / "state.toml", dict.fromkeys(ids, "archived"))
+    summary = tmp_path / "summary.md"
+    result = run(
+        "apply", str(path), "--auto-approve", "--force", env={"GITHUB_STEP_SUMMARY": str(summary)}
+    )
+    assert result.exit_code == 1
+    text = summary.read_text()
+    assert len(text) < COMMENT_LIMIT
+    lines = text.splitlines()
+    assert lines[0] == "**Apply finished: 899 archived, 0 activated, 1 failed.**"
+    rows = [line for line in lines if line.startswith("| ")][2:]
+    assert rows[0].startswith(f"| **failed** | archive | `{ids[-1]}` | ")
+    assert all(row.startswith("| ok | archive | ") for row in rows[1:])
+    assert (
+        f"_{900 - len(rows):,} more changes (failures are listed first) not shown: only "
+        f"{len(rows):,} of 900 fit under GitHub's 65,536-character comment limit."
+    ) in text

@@ -202,3 +202,23 @@ def test_a_bad_safety_table_is_reported_with_its_line(
     assert result.stderr == (
         f"Error: 1 problem in the state file; nothing was sent to Tallyfy:\n  {path}:5: {problem}\n"
     )
+
+
+def test_a_saved_plan_keeps_its_limits_and_is_gated_at_apply(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    ids = add_runs(sandbox, 20, archived=False)
+    path = declare(tmp_path / "state.toml", ids, 8)
+    strict, loose = tmp_path / "strict.json", tmp_path / "loose.json"
+    assert run("plan", str(path), "--out", str(strict)).exit_code == 0
+    assert run("plan", str(path), "--out", str(loose), "--max-archive-percent", "40").exit_code == 0
+    sandbox.clear_log()
+
+    refused = run("apply", "--plan", str(strict))
+    assert refused.exit_code == 3
+    assert "the plan would archive 8 of the 20 declared runs" in refused.stderr
+    assert sandbox.writes == []
+
+    result = run("apply", "--plan", str(loose))
+    assert result.exit_code == 0, result.output
+    assert len(sandbox.writes) == 8

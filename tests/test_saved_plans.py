@@ -136,6 +136,19 @@ def test_the_plan_is_read_from_the_file_alone(
     assert len(sandbox.writes) == 3
 
 
+def test_the_api_url_is_never_taken_from_the_plan(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = save_plan(tmp_path)
+    sandbox.clear_log()
+    monkeypatch.delenv("TALLYFY_API_URL")
+    result = run("apply", "--plan", str(out))
+    assert result.exit_code == 3
+    assert f"at {cli_env}, but this apply targets organization {ORG} at " in result.stderr
+    assert "https://go.tallyfy.com/api. Nothing was written" in result.stderr
+    assert sandbox.requests == []
+
+
 def edit(path: Path, change: Any) -> None:
     document = json.loads(path.read_text())
     change(document)
