@@ -18,7 +18,7 @@ from reconcile.apply import ApplyReport, Result, apply_plan
 from reconcile.config import read_token, resolve_target
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
 from reconcile.plan import Plan, build_plan
-from reconcile.planfile import check_target, checksum, load_plan, verify
+from reconcile.planfile import check_checksum, check_target, load_plan, parse_checksum, verify
 from reconcile.render import (
     render_apply_markdown,
     render_plan,
@@ -256,7 +256,7 @@ def apply(
     if plan_file is not None and expected_checksum is not None:
         raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
     if expected_checksum is not None:
-        expected_checksum = _checksum_flag(expected_checksum)
+        expected_checksum = parse_checksum(expected_checksum)
     approved = auto_approve or plan_file is not None or expected_checksum is not None
     planned: Plan | None = None
     results: list[Result] = []
@@ -270,7 +270,7 @@ def apply(
         nonlocal planned, finished
         loaded, client = _open_for_apply(state_file, plan_file, connection)
         async with client:
-            planned = await _plan_to_apply(client, loaded, plan_file, connection["fetch"])
+            planned = await _plan_to_apply(client, loaded, connection["fetch"])
             render_plan(planned, sys.stdout, colour=colour)
             _gate(planned, expected_checksum, force, max_changes)
             if not planned.changes:
@@ -304,24 +304,25 @@ def apply(
 
 def _open_for_apply(
     state_file: Path, plan_file: Path | None, connection: dict[str, Any]
-) -> tuple[StateFile | Plan, TallyfyClient]:
+) -> tuple[StateFile | tuple[Plan, Path], TallyfyClient]:
     if plan_file is None:
         return _open(state_file, connection)
-    return _open_saved(plan_file, connection)
+    saved, client = _open_saved(plan_file, connection)
+    return (saved, plan_file), client
 
 
 async def _plan_to_apply(
-    client: TallyfyClient, loaded: StateFile | Plan, plan_file: Path | None, fetch: Fetch
+    client: TallyfyClient, loaded: StateFile | tuple[Plan, Path], fetch: Fetch
 ) -> Plan:
     """The live plan of a state file, or what is left to do of a saved plan."""
-    if not isinstance(loaded, Plan):
+    if isinstance(loaded, StateFile):
         return await _plan(client, loaded, fetch)
-    assert plan_file is not None
-    now = await observe(client, loaded.state_file.runs, fetch)
-    planned = verify(loaded, plan_file, now)
-    skipped = len(loaded.changes) - len(planned.changes)
+    saved, plan_file = loaded
+    now = await observe(client, saved.state_file.runs, fetch)
+    planned = verify(saved, plan_file, now)
+    skipped = len(saved.changes) - len(planned.changes)
     click.echo(
-        f"Saved plan {plan_file}: {len(loaded.changes)} changes reviewed, {skipped} already done."
+        f"Saved plan {plan_file}: {len(saved.changes)} changes reviewed, {skipped} already done."
     )
     return planned
 
@@ -330,26 +331,12 @@ def _gate(
     planned: Plan, expected_checksum: str | None, force: bool, max_changes: int | None
 ) -> None:
     """Every check between the plan and the first write: the reviewed checksum, then the gates."""
-    if expected_checksum is not None and checksum(planned) != expected_checksum:
-        raise SafetyError(
-            f"The live plan's checksum is {checksum(planned)}, not the reviewed "
-            f"{expected_checksum}: the state file or the organization changed since that plan "
-            "was reviewed. Nothing was written; run plan again and review it."
-        )
+    if expected_checksum is not None and planned.changes:
+        check_checksum(planned, expected_checksum)
     safety = planned.state_file.safety
     enforce(planned, safety, force=force, max_changes=max_changes)
     for gate in tripped(planned, safety):
         click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
-
-
-def _checksum_flag(value: str) -> str:
-    digest = value.strip().lower()
-    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-        raise ConfigError(
-            f"--checksum {value!r} is not a sha256 checksum (64 hex characters) as printed by "
-            "reconcile plan."
-        )
-    return digest
 
 
 def _write(path: Path, render: Callable[[TextIO], None]) -> None:

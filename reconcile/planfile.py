@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
-from reconcile.errors import PlanFileError, SafetyError
+from reconcile.errors import ConfigError, PlanFileError, SafetyError
 from reconcile.plan import Action, Change, Plan, PlannedRun
 from reconcile.state import (
     ID_PATTERN,
@@ -89,6 +89,27 @@ def _entry(run: PlannedRun) -> dict[str, Any]:
         "last_updated": run.observed.last_updated,
         "source": str(run.desired.source),
     }
+
+
+def parse_checksum(value: str) -> str:
+    """A checksum given on the command line, normalized; ConfigError if it cannot be one."""
+    digest = value.strip().lower()
+    if not _HEX.fullmatch(digest):
+        raise ConfigError(
+            f"--checksum {value!r} is not a sha256 checksum (64 hex characters) as printed by "
+            "reconcile plan."
+        )
+    return digest
+
+
+def check_checksum(plan: Plan, expected: str) -> None:
+    """SafetyError unless the plan is the one whose checksum was reviewed."""
+    if checksum(plan) != expected:
+        raise SafetyError(
+            f"The live plan's checksum is {checksum(plan)}, not the reviewed {expected}: the "
+            "state file or the organization changed since that plan was reviewed. Nothing was "
+            "written; run plan again and review it."
+        )
 
 
 def load_plan(path: Path) -> Plan:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,8 +22,9 @@ from click.testing import CliRunner
 from jsonschema import Draft7Validator
 
 from reconcile.cli import cli
+from reconcile.sandbox import Sandbox
 from reconcile.state import LONG_FORM_KEYS, SAFETY_KEYS, TALLYFY_KEYS, TOP_LEVEL_KEYS
-from tests.conftest import ROOT
+from tests.conftest import DEMO_IDS, ROOT
 
 EXAMPLE = ROOT / "state.example.toml"
 GITHUB = ROOT / "examples" / "github-actions" / "reconcile.yml"
@@ -179,3 +181,72 @@ def test_shell_completion_through_click() -> None:
     assert completion(_RECONCILE_COMPLETE="bash_complete", **words) == (
         "plain,text\nplain,json\nplain,markdown\n"
     )
+
+
+def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a recipe's script as GitHub Actions and GitLab run `run:` and `script:` steps."""
+    environ = os.environ | {"STATE_FILE": "state.toml", **env}
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ['PATH']}"
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_the_github_recipe_plans_applies_the_reviewed_plan_and_detects_drift(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    jobs = yaml.safe_load(GITHUB.read_text())["jobs"]
+    shutil.copy(EXAMPLE, tmp_path / "state.toml")
+    planned = shell(step(jobs["plan"], "Plan")["run"], tmp_path)
+    assert planned.returncode == 0, "exit 2 from plan is a successful plan job"
+    assert (tmp_path / "plan.md").read_text().startswith("**Plan: 2 to archive, 1 to activate")
+    assert json.loads((tmp_path / "plan.json").read_text())["summary"]["archive"] == 2
+    assert sandbox.writes == []
+
+    lookup = step(jobs["apply"], "Find the checksum of the reviewed plan")["with"]["script"]
+    pattern = re.search(r"\.match\(/(.+?)/\)", lookup)
+    assert pattern is not None
+    comment = "<!-- reconcile-plan:x -->\n" + (tmp_path / "plan.md").read_text()
+    found = re.search(pattern[1], comment)
+    assert found is not None
+    apply_step = step(jobs["apply"], "Apply exactly the reviewed plan")["run"]
+    applied = shell(apply_step, tmp_path, CHECKSUM=found[1])
+    assert applied.returncode == 0, applied.stderr
+    assert len(sandbox.writes) == 3
+    assert json.loads((tmp_path / "report.json").read_text())["summary"]["ok"] == 3
+
+    again = shell(apply_step, tmp_path, CHECKSUM=found[1])
+    assert again.returncode == 0, "a re-run after success has nothing to write"
+    assert again.stdout.endswith("No changes. 10 runs match state.toml.\n")
+
+    drift = step(jobs["drift"], "Detect drift")["run"]
+    assert shell(drift, tmp_path).returncode == 0
+    sandbox.set_archived(DEMO_IDS[4], True)
+    assert shell(drift, tmp_path).returncode == 2
+    refused = shell(apply_step, tmp_path, CHECKSUM=found[1])
+    assert refused.returncode == 3, "a change nobody reviewed is not applied"
+    assert len(sandbox.writes) == 3
+
+
+def test_the_gitlab_recipe_runs_the_same_commands(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    pipeline = yaml.safe_load(GITLAB.read_text())
+    shutil.copy(EXAMPLE, tmp_path / "state.toml")
+    plan_line = pipeline["reconcile-plan"]["script"][0]
+    assert shell(plan_line, tmp_path).returncode == 0
+    digest = json.loads((tmp_path / "plan.json").read_text())["checksum"]
+    (tmp_path / "checksum.txt").write_text(digest + "\n")
+    apply_block = pipeline["reconcile-apply"]["script"][1]
+    applied = shell(apply_block, tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert len(sandbox.writes) == 3
+    (tmp_path / "checksum.txt").write_text("\n")
+    assert shell(apply_block, tmp_path).returncode == 0, "no reviewed changes and none live"
+    assert shell(pipeline["reconcile-drift"]["script"][0], tmp_path).returncode == 0
