@@ -226,6 +226,7 @@ def plan(
 @click.option(
     "--checksum",
     "expected_checksum",
+    metavar="HEX",
     help="Plan live and apply only if the plan's checksum is this one (as printed by plan). "
     "Counts as approval.",
 )
@@ -233,6 +234,7 @@ def plan(
 @click.option(
     "--max-changes",
     type=click.IntRange(0),
+    metavar="N",
     help="Refuse a plan with more changes (writes) than this; --force does not lift it.",
 )
 @click.option(

@@ -234,3 +234,12 @@ def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
         f"_{900 - len(rows):,} more changes (failures are listed first) not shown: only "
         f"{len(rows):,} of 900 fit under GitHub's 65,536-character comment limit."
     ) in text
+
+
+def test_an_unwritable_step_summary_is_a_warning_not_a_failure(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    result = run("plan", str(EXAMPLE), "--detailed-exitcode", env={"GITHUB_STEP_SUMMARY": "/"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Warning: cannot append to GITHUB_STEP_SUMMARY (/): ")
+    assert result.stdout.endswith("Plan: 2 to archive, 1 to activate, 7 unchanged.\n")
