@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, NoReturn, TextIO, TypeVar
 import click
 
 from reconcile import __version__
-from reconcile.apply import ApplyReport, apply_plan
+from reconcile.apply import ApplyReport, Result, apply_plan
 from reconcile.config import read_token, resolve_target
 from reconcile.drift import add_unmanaged, label_changes, read_baseline
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
@@ -30,8 +31,18 @@ from reconcile.importer import (
     write_text,
 )
 from reconcile.plan import Plan, build_plan
-from reconcile.render import render_plan, render_result, render_summary
-from reconcile.state import RunState, StateFile, TallyfySettings, load_state
+from reconcile.planfile import check_checksum, check_target, load_plan, parse_checksum, verify
+from reconcile.render import (
+    render_apply_markdown,
+    render_plan,
+    render_plan_json,
+    render_plan_markdown,
+    render_report_json,
+    render_result,
+    render_summary,
+)
+from reconcile.safety import enforce, settings_with, tripped
+from reconcile.state import RunState, SafetySettings, StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import Fetch, TallyfyClient, observe
 
 EXIT_OK = 0
@@ -123,6 +134,32 @@ def _connection_options(f: F, *, fetch: bool = True) -> F:
     return f
 
 
+def _safety_options(f: F) -> F:
+    options = [
+        click.option(
+            "--max-archive-percent",
+            type=click.FloatRange(0, 100),
+            help="Safety gate: most of the active declared runs one apply may archive "
+            "[state file safety.max_archive_percent; default 30].",
+        ),
+        click.option(
+            "--max-activate-percent",
+            type=click.FloatRange(0, 100),
+            help="Safety gate: most of the archived declared runs one apply may activate "
+            "[state file safety.max_activate_percent; default 30].",
+        ),
+        click.option(
+            "--gate-min-runs",
+            type=click.IntRange(0),
+            help="Check the percentage gates only from this many active (or archived) declared "
+            "runs on [state file safety.min_runs; default 10].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _colour(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
@@ -142,6 +179,7 @@ def validate(state_file: Path) -> None:
 @cli.command(epilog=EXIT_CODES)
 @_state_argument
 @_connection_options
+@_safety_options
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -162,12 +200,27 @@ def validate(state_file: Path) -> None:
     is_flag=True,
     help="Also list the organization's runs that the file does not declare (reads every run).",
 )
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output for people, for programs (versioned JSON), or for a pull-request comment.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan as JSON in this file, for apply --plan.",
+)
 def plan(
     state_file: Path,
     detailed_exitcode: bool,
     baseline: Path | None,
     baseline_ref: str | None,
     show_unmanaged: bool,
+    output_format: str,
+    out: Path | None,
     **connection: Any,
 ) -> None:
     """Show what apply would change. Read-only: sends only GET requests."""
@@ -182,7 +235,16 @@ def plan(
         return planned if before is None else label_changes(planned, before)
 
     result = asyncio.run(run())
-    render_plan(result, sys.stdout, colour=_colour(sys.stdout))
+    warnings = tripped(result, result.state_file.safety)
+    if output_format == "json":
+        render_plan_json(result, sys.stdout, warnings=warnings)
+    elif output_format == "markdown":
+        render_plan_markdown(result, sys.stdout, warnings=warnings)
+    else:
+        render_plan(result, sys.stdout, colour=_colour(sys.stdout), warnings=warnings)
+    if out is not None:
+        _write(out, lambda stream: render_plan_json(result, stream, warnings=warnings))
+    _step_summary(lambda stream: render_plan_markdown(result, stream, warnings=warnings))
     if detailed_exitcode and result.changes:
         sys.exit(EXIT_CHANGES)
 
@@ -190,29 +252,152 @@ def plan(
 @cli.command(epilog=EXIT_CODES)
 @_state_argument
 @_connection_options
+@_safety_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
-def apply(state_file: Path, auto_approve: bool, **connection: Any) -> None:
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Apply exactly the changes of this saved plan (from plan --out) instead of planning "
+    "from STATE_FILE; refused if any run moved since. Counts as approval.",
+)
+@click.option(
+    "--checksum",
+    "expected_checksum",
+    metavar="HEX",
+    help="Plan live and apply only if the plan's checksum is this one (as printed by plan). "
+    "Counts as approval.",
+)
+@click.option("--force", is_flag=True, help="Apply even when a safety gate refuses the plan.")
+@click.option(
+    "--max-changes",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Refuse a plan with more changes (writes) than this; --force does not lift it.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write JSON of every change attempted and its outcome, also when apply stops part-way.",
+)
+def apply(
+    state_file: Path,
+    auto_approve: bool,
+    plan_file: Path | None,
+    expected_checksum: str | None,
+    force: bool,
+    max_changes: int | None,
+    report_file: Path | None,
+    **connection: Any,
+) -> None:
     """Plan, ask for confirmation, then archive and activate exactly the planned runs."""
     colour = _colour(sys.stdout)
+    if plan_file is not None and expected_checksum is not None:
+        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
+    if expected_checksum is not None:
+        expected_checksum = parse_checksum(expected_checksum)
+    approved = auto_approve or plan_file is not None or expected_checksum is not None
+    planned: Plan | None = None
+    results: list[Result] = []
+    finished = False
+
+    def done(result: Result) -> None:
+        results.append(result)
+        render_result(result, sys.stdout, colour=colour)
 
     async def run() -> ApplyReport | None:
-        state, client = _open(state_file, connection)
+        nonlocal planned, finished
+        loaded, client = _open_for_apply(state_file, plan_file, connection)
         async with client:
-            planned = await _plan(client, state, connection["fetch"])
+            planned = await _plan_to_apply(client, loaded, connection["fetch"])
             render_plan(planned, sys.stdout, colour=colour)
+            _gate(planned, expected_checksum, force, max_changes)
             if not planned.changes:
+                finished = True
                 return None
-            _confirm(len(planned.changes), auto_approve)
+            _confirm(len(planned.changes), approved)
             click.echo("")
-            return await apply_plan(
-                client, planned, on_result=lambda r: render_result(r, sys.stdout, colour=colour)
-            )
+            report = await apply_plan(client, planned, on_result=done)
+            finished = True
+            return report
 
-    report = asyncio.run(run())
-    if report is not None:
-        render_summary(report, sys.stdout, colour=colour)
-        if report.failed:
-            sys.exit(EXIT_ERROR)
+    try:
+        report = asyncio.run(run())
+    finally:
+        if report_file is not None and planned is not None:
+            attempted = planned
+            _write(
+                report_file,
+                lambda stream: render_report_json(attempted, results, stream, finished=finished),
+            )
+    assert planned is not None
+    applied = planned
+    if report is None:
+        _step_summary(lambda stream: render_plan_markdown(applied, stream))
+        return
+    render_summary(report, sys.stdout, colour=colour)
+    _step_summary(lambda stream: render_apply_markdown(applied, report, stream))
+    if report.failed:
+        sys.exit(EXIT_ERROR)
+
+
+def _open_for_apply(
+    state_file: Path, plan_file: Path | None, connection: dict[str, Any]
+) -> tuple[StateFile | tuple[Plan, Path], TallyfyClient]:
+    if plan_file is None:
+        return _open(state_file, connection)
+    saved, client = _open_saved(plan_file, connection)
+    return (saved, plan_file), client
+
+
+async def _plan_to_apply(
+    client: TallyfyClient, loaded: StateFile | tuple[Plan, Path], fetch: Fetch
+) -> Plan:
+    """The live plan of a state file, or what is left to do of a saved plan."""
+    if isinstance(loaded, StateFile):
+        return await _plan(client, loaded, fetch)
+    saved, plan_file = loaded
+    now = await observe(client, saved.state_file.runs, fetch)
+    planned = verify(saved, plan_file, now)
+    skipped = len(saved.changes) - len(planned.changes)
+    click.echo(
+        f"Saved plan {plan_file}: {len(saved.changes)} changes reviewed, {skipped} already done."
+    )
+    return planned
+
+
+def _gate(
+    planned: Plan, expected_checksum: str | None, force: bool, max_changes: int | None
+) -> None:
+    """Every check between the plan and the first write: the reviewed checksum, then the gates."""
+    if expected_checksum is not None and planned.changes:
+        check_checksum(planned, expected_checksum)
+    safety = planned.state_file.safety
+    enforce(planned, safety, force=force, max_changes=max_changes)
+    for gate in tripped(planned, safety):
+        click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
+
+
+def _write(path: Path, render: Callable[[TextIO], None]) -> None:
+    """Render into a file, replacing it."""
+    try:
+        with path.open("w", encoding="utf-8") as stream:
+            render(stream)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path}: {exc.strerror}.") from None
+
+
+def _step_summary(render: Callable[[TextIO], None]) -> None:
+    """Append Markdown to the GitHub Actions job summary when running there."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return
+    try:
+        with open(summary, "a", encoding="utf-8") as stream:
+            render(stream)
+    except OSError as exc:
+        click.echo(f"Warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", err=True)
 
 
 def _confirm(count: int, auto_approve: bool) -> None:
@@ -231,10 +416,31 @@ def _confirm(count: int, auto_approve: bool) -> None:
 def _open(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, TallyfyClient]:
     """Load the state file and settings, and make the one API client of this command."""
     state = load_state(state_file)
-    return state, _client(connection, state.tallyfy)
+    state = replace(state, safety=_safety(state, connection))
+    return state, _client(state.tallyfy, connection)
 
 
-def _client(connection: dict[str, Any], settings: TallyfySettings) -> TallyfyClient:
+def _open_saved(plan_file: Path, connection: dict[str, Any]) -> tuple[Plan, TallyfyClient]:
+    """Load a saved plan, check it is for the organization and API configured, and make the
+    client. The organization may come from the plan; the API URL never does, so that a plan file
+    cannot send the token to another server."""
+    saved = load_plan(plan_file)
+    client = _client(TallyfySettings(org_id=saved.org_id), connection)
+    check_target(saved, plan_file, org_id=client.target.org_id, api_url=client.target.api_url)
+    state = replace(saved.state_file, safety=_safety(saved.state_file, connection))
+    return replace(saved, state_file=state), client
+
+
+def _safety(state: StateFile, connection: dict[str, Any]) -> SafetySettings:
+    return settings_with(
+        state.safety,
+        max_archive_percent=connection["max_archive_percent"],
+        max_activate_percent=connection["max_activate_percent"],
+        min_runs=connection["gate_min_runs"],
+    )
+
+
+def _client(settings: TallyfySettings, connection: dict[str, Any]) -> TallyfyClient:
     target = resolve_target(
         api_url_flag=connection["api_url"],
         org_flag=connection["org_id"],
@@ -318,7 +524,7 @@ def import_(
     existing = existing_file(output, mode)
 
     async def run() -> Imported:
-        client = _client(connection, existing.tallyfy if existing else TallyfySettings())
+        client = _client(existing.tallyfy if existing else TallyfySettings(), connection)
         async with client:
             runs = await select_runs(client, selection)
         org_id = client.target.org_id

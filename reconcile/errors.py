@@ -9,7 +9,8 @@ ReconcileError
 │   ├── RateLimitError    429 answers outlasted the retry deadline
 │   └── BadResponseError  a response that is not what the API documents (HTML, bad JSON, wrong run)
 ├── UnknownRunsError      declared runs that the organization does not have
-└── SafetyError           a safety gate refused before any write (exit code 3)
+├── SafetyError           a safety gate refused before any write (exit code 3)
+└── PlanFileError         a saved plan (`plan --out`) is unreadable or malformed
 """
 
 from __future__ import annotations
@@ -109,3 +110,7 @@ class UnknownRunsError(ReconcileError):
 
 class SafetyError(ReconcileError):
     """A safety gate refused to proceed. Nothing was written."""
+
+
+class PlanFileError(ReconcileError):
+    """A saved plan file cannot be read or is not a plan reconcile wrote."""

@@ -20,8 +20,9 @@ from reconcile.errors import Problem, StateFileError
 
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_FILE_BYTES = 64 * 1024 * 1024
-TOP_LEVEL_KEYS = ("tallyfy", "runs")
+TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
 TALLYFY_KEYS = ("org_id", "api_url")
+SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs")
 LONG_FORM_KEYS = ("state", "name")
 
 
@@ -62,6 +63,18 @@ class TallyfySettings:
 
 
 @dataclass(frozen=True)
+class SafetySettings:
+    """The optional `[safety]` table: the gates of reconcile.safety; flags override each value.
+
+    `apply` refuses to archive more than `max_archive_percent` of the declared runs that are active
+    now (once at least `min_runs` are), and likewise for activations of archived runs."""
+
+    max_archive_percent: float = 30.0
+    max_activate_percent: float = 30.0
+    min_runs: int = 10
+
+
+@dataclass(frozen=True)
 class StateFile:
     """A validated state file."""
 
@@ -69,6 +82,7 @@ class StateFile:
     sha256: str
     tallyfy: TallyfySettings
     runs: tuple[DesiredRun, ...]
+    safety: SafetySettings = SafetySettings()
 
 
 def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
@@ -84,6 +98,7 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
         raise StateFileError(_syntax_problems(exc, shown, locator)) from None
     problems: list[Problem] = []
     settings = _tallyfy_settings(document, shown, locator, problems)
+    safety = _safety_settings(document, shown, locator, problems)
     runs = _runs(document, shown, locator, problems)
     for key in document:
         if key not in TOP_LEVEL_KEYS:
@@ -91,7 +106,11 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
     if problems:
         raise StateFileError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
     return StateFile(
-        path=shown, sha256=hashlib.sha256(raw).hexdigest(), tallyfy=settings, runs=tuple(runs)
+        path=shown,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        tallyfy=settings,
+        runs=tuple(runs),
+        safety=safety,
     )
 
 
@@ -163,6 +182,30 @@ def _tallyfy_settings(
         else:
             values[key] = value
     return TallyfySettings(org_id=values.get("org_id"), api_url=values.get("api_url"))
+
+
+def _safety_settings(
+    document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
+) -> SafetySettings:
+    table = document.get("safety", {})
+    if not isinstance(table, dict):
+        problems.append(Problem(shown, locator.line("safety"), "safety", "must be a table"))
+        return SafetySettings()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        line = locator.line("safety", key)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key not in SAFETY_KEYS:
+            problems.append(_unknown_key(shown, locator, ("safety", key), key, SAFETY_KEYS))
+        elif key == "min_runs" and not (isinstance(value, int) and number and value >= 0):
+            message = f"must be a whole number of runs, 0 or more (got {value!r})"
+            problems.append(Problem(shown, line, f"safety.{key}", message))
+        elif not (number and 0 <= value <= 100):
+            message = f"must be a percentage from 0 to 100 (got {value!r})"
+            problems.append(Problem(shown, line, f"safety.{key}", message))
+        else:
+            values[key] = value if key == "min_runs" else float(value)
+    return SafetySettings(**values)
 
 
 def _runs(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from reconcile.cli import cli
 from reconcile.config import Target, Token
 from reconcile.sandbox import Sandbox, serve
 from reconcile.tallyfy import TallyfyClient
@@ -73,3 +76,11 @@ def write_state(path: Path, runs: Mapping[str, str], org_id: str | None = None) 
 def sandbox_states(sandbox: Sandbox, run_ids: Iterator[str] | tuple[str, ...]) -> dict[str, str]:
     """The sandbox's truth, in the state file's vocabulary."""
     return {run_id: "archived" if sandbox.is_archived(run_id) else "active" for run_id in run_ids}
+
+
+def json_checksum(state_file: Path | str) -> str:
+    """The checksum `plan --format json` gives for a state file, to check text output against."""
+    result = CliRunner().invoke(cli, ["plan", str(state_file), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    checksum: str = json.loads(result.stdout)["checksum"]
+    return checksum

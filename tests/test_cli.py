@@ -34,7 +34,8 @@ def test_plan_apply_plan(sandbox: Sandbox, cli_env: str) -> None:
         f"  activate  {DEMO_IDS[2]}  archived -> active  (status: "
         f"{sandbox.run(DEMO_IDS[2])['status']})  {sandbox.run(DEMO_IDS[2])['name']!r}  "
         f"[{EXAMPLE}:16]\n"
-        "\nPlan: 2 to archive, 1 to activate, 7 unchanged.\n"
+        "\nChecksum: 1d3b01e1bd287324a647b279eb0a9cd3f0e5c8e7a3b0ced995ac2244973e7cb1\n"
+        "Plan: 2 to archive, 1 to activate, 7 unchanged.\n"
     )
     assert sandbox.writes == []
 

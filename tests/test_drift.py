@@ -19,7 +19,7 @@ from reconcile.render import render_plan
 from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
-from tests.conftest import DEMO_IDS, ORG, client_for, write_state
+from tests.conftest import DEMO_IDS, ORG, client_for, json_checksum, write_state
 from tests.test_import import BIG_ORG_SIZE, big_org_runs
 
 NAMES = {
@@ -45,7 +45,7 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True)
 
 
-def labelled_plan(url: str, path: Path, baseline: str) -> str:
+def labelled_plan(url: str, path: Path, baseline: str, checksum: str) -> str:
     return (
         f"Organization {ORG} at {url}; 4 runs declared in {path}.\n"
         "\n"
@@ -59,6 +59,7 @@ def labelled_plan(url: str, path: Path, baseline: str) -> str:
         f"Against the baseline {baseline}: 2 requested (the declaration changed), 1 drift (the run "
         "was moved in Tallyfy while its declaration stayed the same; applying moves it back).\n"
         "\n"
+        f"Checksum: {checksum}\n"
         "Plan: 2 to archive, 1 to activate, 1 unchanged.\n"
     )
 
@@ -73,7 +74,7 @@ def test_baseline_file_tells_requested_changes_from_drift(
     result = run("plan", str(path), "--baseline", str(baseline), "--detailed-exitcode")
 
     assert result.exit_code == 2, result.output
-    assert result.stdout == labelled_plan(cli_env, path, str(baseline))
+    assert result.stdout == labelled_plan(cli_env, path, str(baseline), json_checksum(path))
     assert sandbox.writes == []
 
 
@@ -82,7 +83,8 @@ def test_no_baseline_means_no_labels(sandbox: Sandbox, cli_env: str, tmp_path: P
     result = run("plan", str(path))
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
-        f"{NAMES[DEMO_IDS[5]]!r}  [{path}:5]\n\nPlan: 2 to archive, 0 to activate, 2 unchanged.\n"
+        f"{NAMES[DEMO_IDS[5]]!r}  [{path}:5]\n\nChecksum: {json_checksum(path)}\n"
+        "Plan: 2 to archive, 0 to activate, 2 unchanged.\n"
     )
     assert "Against the baseline" not in result.stdout
 
@@ -107,7 +109,7 @@ def test_baseline_ref_reads_the_same_file_from_git(
     result = run("plan", str(path), "--baseline-ref", "main")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == labelled_plan(cli_env, path, f"main:{path}")
+    assert result.stdout == labelled_plan(cli_env, path, f"main:{path}", json_checksum(path))
 
     same = run("plan", str(path), "--baseline-ref", "HEAD")
     assert same.exit_code == 0, same.output

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox, SandboxRun, serve
 from reconcile.state import load_state
-from tests.conftest import DEMO_IDS, ORG, TOKEN
+from tests.conftest import DEMO_IDS, ORG, TOKEN, json_checksum
 
 BLUEPRINTS = ("a1" * 16, "b2" * 16, "c3" * 16)
 ODD_NAMES = {
@@ -281,6 +281,7 @@ def test_merge_appends_new_runs_and_keeps_the_file_text(
         f"Warning: {path}:7: run {DEMO_IDS[2]} is labelled 'Vendor DD' but is named "
         "'Vendor due diligence - Initech Supplies' in Tallyfy; update the label.\n"
         "\n"
+        f"Checksum: {json_checksum(path)}\n"
         "Plan: 1 to archive, 0 to activate, 3 unchanged.\n"
     )
 

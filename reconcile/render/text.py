@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
 from reconcile.plan import Action, Change, Plan, Reason
+from reconcile.planfile import checksum
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
@@ -68,16 +70,20 @@ def _unmanaged_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
-    """The plan: header, one line per change, summary."""
+def render_plan(
+    plan: Plan, stream: TextIO, *, colour: bool = False, warnings: Sequence[str] = ()
+) -> None:
+    """The plan: header, one line per change, warnings (outdated labels, safety gates), drift
+    and unmanaged runs when asked for, checksum, summary."""
     stream.write(
         f"Organization {plan.org_id} at {plan.api_url}; "
         f"{plan.declared} runs declared in {plan.state_file.path}.\n"
     )
-    warnings = [_paint(f"Warning: {warning}.", "yellow", colour) for warning in plan.warnings]
+    notes = [f"Warning: {warning}." for warning in plan.warnings]
+    notes += [f"Warning: apply would refuse: {warning}" for warning in warnings]
     sections = [
         [change_line(change, colour) for change in plan.changes],
-        warnings,
+        [_paint(note, "yellow", colour) for note in notes],
         _baseline_lines(plan),
         _unmanaged_lines(plan),
     ]
@@ -86,6 +92,8 @@ def render_plan(plan: Plan, stream: TextIO, *, colour: bool = False) -> None:
         stream.write("\n")
     for lines in sections:
         stream.write("".join(line + "\n" for line in lines) + "\n")
+    if plan.changes:
+        stream.write(f"Checksum: {checksum(plan)}\n")
     stream.write(_paint(summary_line(plan), "bold", colour) + "\n")
 
 

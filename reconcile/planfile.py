@@ -1,0 +1,320 @@
+"""The saved plan: the JSON document `plan --format json` prints and `plan --out` writes, read back
+by `apply --plan`, and the checksum that ties a reviewed plan to the changes applied.
+
+The document keeps, for every declared run, what the API reported when the plan was made, so
+`apply --plan` can tell which runs moved since. Its shape is described by schema/plan.schema.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconcile import __version__
+from reconcile.errors import ConfigError, PlanFileError, SafetyError
+from reconcile.plan import Action, Change, Plan, PlannedRun
+from reconcile.state import (
+    ID_PATTERN,
+    DesiredRun,
+    RunState,
+    SafetySettings,
+    Source,
+    StateFile,
+    TallyfySettings,
+)
+from reconcile.tallyfy import ObservedRun
+
+FORMAT_VERSION = 1
+MAX_PLAN_BYTES = 256 * 1024 * 1024
+_SOURCE = re.compile(r"(.*):(\d+)")
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def checksum(plan: Plan) -> str:
+    """sha256 of the canonical JSON (sorted keys, no white space) of the changes' run, action,
+    current and desired state, in plan order: equal for two plans that would write the same."""
+    canonical = [
+        {
+            "run_id": change.run_id,
+            "action": change.action.value,
+            "current": change.current.value,
+            "desired": change.target.value,
+        }
+        for change in plan.changes
+    ]
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(encoded.encode("ascii")).hexdigest()
+
+
+def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """The plan as a JSON-ready value, format_version 1."""
+    safety = plan.state_file.safety
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "org_id": plan.org_id,
+        "api_url": plan.api_url,
+        "state_file": {"path": plan.state_file.path, "sha256": plan.state_file.sha256},
+        "safety": {
+            "max_archive_percent": safety.max_archive_percent,
+            "max_activate_percent": safety.max_activate_percent,
+            "min_runs": safety.min_runs,
+        },
+        "summary": {
+            "archive": plan.count(Action.ARCHIVE),
+            "activate": plan.count(Action.ACTIVATE),
+            "unchanged": len(plan.unchanged),
+            "declared": plan.declared,
+        },
+        "warnings": list(warnings),
+        "changes": [{**_entry(change), "action": change.action.value} for change in plan.changes],
+        "unchanged": [_entry(run) for run in plan.unchanged],
+        "checksum": checksum(plan),
+    }
+
+
+def _entry(run: PlannedRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "name": run.observed.name,
+        "label": run.desired.name,
+        "current": run.current.value,
+        "desired": run.target.value,
+        "status": run.observed.status,
+        "archived_at": run.observed.archived_at,
+        "last_updated": run.observed.last_updated,
+        "source": str(run.desired.source),
+    }
+
+
+def parse_checksum(value: str) -> str:
+    """A checksum given on the command line, normalized; ConfigError if it cannot be one."""
+    digest = value.strip().lower()
+    if not _HEX.fullmatch(digest):
+        raise ConfigError(
+            f"--checksum {value!r} is not a sha256 checksum (64 hex characters) as printed by "
+            "reconcile plan."
+        )
+    return digest
+
+
+def check_checksum(plan: Plan, expected: str) -> None:
+    """SafetyError unless the plan is the one whose checksum was reviewed."""
+    if checksum(plan) != expected:
+        raise SafetyError(
+            f"The live plan's checksum is {checksum(plan)}, not the reviewed {expected}: the "
+            "state file or the organization changed since that plan was reviewed. Nothing was "
+            "written; run plan again and review it."
+        )
+
+
+def load_plan(path: Path) -> Plan:
+    """Read a saved plan. PlanFileError if it is not one; SafetyError if its checksum does not
+    match its changes (the file was edited after it was made)."""
+    try:
+        if path.stat().st_size > MAX_PLAN_BYTES:
+            raise PlanFileError(f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes.")
+        raw = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise PlanFileError(f"Cannot read the plan file {path}: {exc.strerror}.") from None
+    except ValueError as exc:
+        raise PlanFileError(
+            f"The plan file {path} is not JSON ({exc}); write it with `reconcile plan --out`."
+        ) from None
+    reader = _Reader(path)
+    plan = reader.plan(raw)
+    reader.done()
+    if checksum(plan) != raw["checksum"]:
+        raise SafetyError(
+            f"The plan file {path} does not match its checksum: its changes were edited after "
+            f"`reconcile plan --out` wrote it (checksum {raw['checksum']}, content "
+            f"{checksum(plan)}). Nothing was written; make and review a new plan."
+        )
+    return plan
+
+
+def check_target(plan: Plan, path: Path, *, org_id: str, api_url: str) -> None:
+    """SafetyError unless the saved plan was made for this organization and API."""
+    if (plan.org_id, plan.api_url) != (org_id, api_url):
+        raise SafetyError(
+            f"The plan file {path} was made for organization {plan.org_id} at {plan.api_url}, "
+            f"but this apply targets organization {org_id} at {api_url}. Nothing was written; "
+            "check --org, --api-url, TALLYFY_ORG_ID and TALLYFY_API_URL."
+        )
+
+
+def verify(plan: Plan, path: Path, now: Mapping[str, ObservedRun]) -> Plan:
+    """What is left to do of a saved plan, given every declared run as it is now.
+
+    A run already in its declared state needs nothing. Any other run must look exactly as it did
+    when the plan was made; otherwise the reviewed plan no longer describes the organization and
+    SafetyError names every run that moved."""
+    moved = []
+    for run in (*plan.changes, *plan.unchanged):
+        fresh = now[run.run_id]
+        if fresh.state is not run.target and _recorded(fresh) != _recorded(run.observed):
+            moved.append(
+                f"  {run.run_id} ({run.desired.source}): planned from {_seen(run.observed)}, now "
+                f"{_seen(fresh)}"
+            )
+    if moved:
+        listed = "\n".join(moved)
+        raise SafetyError(
+            f"{len(moved)} run(s) moved since the plan in {path} was made, so it no longer "
+            f"describes the organization. Nothing was written; make and review a new plan.\n"
+            f"{listed}"
+        )
+    pending = {
+        change.run_id for change in plan.changes if now[change.run_id].state is not change.target
+    }
+    changes = tuple(Change(c.desired, now[c.run_id]) for c in plan.changes if c.run_id in pending)
+    unchanged = tuple(
+        PlannedRun(run.desired, now[run.run_id])
+        for run in (*plan.changes, *plan.unchanged)
+        if run.run_id not in pending
+    )
+    return Plan(plan.org_id, plan.api_url, plan.state_file, changes, unchanged)
+
+
+def _recorded(run: ObservedRun) -> tuple[str | None, ...]:
+    """The observed fields a saved plan records, and so the ones that can tell a run moved."""
+    return (run.archived_at, run.status, run.name, run.last_updated)
+
+
+def _seen(run: ObservedRun) -> str:
+    return (
+        f"{run.state.value} (status {run.status or 'unknown'}, last updated "
+        f"{run.last_updated or 'unknown'}, name {run.name!r})"
+    )
+
+
+class _Reader:
+    """Rebuilds a Plan from a document, collecting every problem before raising."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+        self.seen: set[str] = set()
+
+    def done(self) -> None:
+        if self.problems:
+            listed = "\n".join(f"  {problem}" for problem in self.problems)
+            raise PlanFileError(
+                f"The plan file {self.path} is not a plan this version of reconcile can apply "
+                f"(format_version {FORMAT_VERSION}); write it with `reconcile plan --out`:\n"
+                f"{listed}"
+            )
+
+    def field(self, table: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        value = table.get(key) if isinstance(table, dict) else None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.problems.append(f"{where}{key}: missing or not a {_kind_name(kind)}")
+            return None
+        return value
+
+    def plan(self, raw: Any) -> Plan:
+        if not isinstance(raw, dict):
+            self.problems.append("the document is not a JSON object")
+            self.done()
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            self.problems.append(f"format_version is {version!r}, not {FORMAT_VERSION}")
+            self.done()
+        org_id = self.field(raw, "org_id", str, "")
+        api_url = self.field(raw, "api_url", str, "")
+        state = self.field(raw, "state_file", dict, "")
+        sha = self.field(raw, "checksum", str, "")
+        if sha is not None and not _HEX.fullmatch(sha):
+            self.problems.append("checksum: not 64 lowercase hex characters")
+        safety = self.field(raw, "safety", dict, "") or {}
+        percents = [self.field(safety, key, (int, float), "safety.") for key in _PERCENTS]
+        min_runs = self.field(safety, "min_runs", int, "safety.")
+        if not all(0 <= p <= 100 for p in percents if p is not None) or (min_runs or 0) < 0:
+            self.problems.append("safety: a percentage outside 0-100 or a negative min_runs")
+        changes = [
+            self.run(entry, f"changes[{n}].", change=True)
+            for n, entry in enumerate(self.field(raw, "changes", list, "") or [])
+        ]
+        unchanged = [
+            self.run(entry, f"unchanged[{n}].", change=False)
+            for n, entry in enumerate(self.field(raw, "unchanged", list, "") or [])
+        ]
+        path = self.field(state, "path", str, "state_file.")
+        sha256 = self.field(state, "sha256", str, "state_file.")
+        self.done()
+        declared = tuple(run.desired for run in (*changes, *unchanged))
+        state_file = StateFile(
+            path=path,
+            sha256=sha256,
+            tallyfy=TallyfySettings(org_id=org_id, api_url=api_url),
+            runs=declared,
+            safety=SafetySettings(float(percents[0]), float(percents[1]), min_runs),
+        )
+        return Plan(
+            org_id,
+            api_url,
+            state_file,
+            tuple(Change(run.desired, run.observed) for run in changes),
+            tuple(unchanged),
+        )
+
+    def run(self, entry: Any, where: str, *, change: bool) -> PlannedRun:
+        if not isinstance(entry, dict):
+            self.problems.append(f"{where[:-1]}: not a JSON object")
+            entry = {}
+        run_id = self.field(entry, "run_id", str, where) or ""
+        if run_id and not ID_PATTERN.fullmatch(run_id):
+            self.problems.append(f"{where}run_id: {run_id!r} is not a run ID")
+        elif run_id in self.seen:
+            self.problems.append(f"{where}run_id: run {run_id} appears more than once")
+        self.seen.add(run_id)
+        name = self.field(entry, "name", str, where) or ""
+        status = self.field(entry, "status", str, where) or ""
+        source = self.field(entry, "source", str, where) or ""
+        label, archived_at, last_updated = (
+            self.field(entry, key, (str, type(None)), where)
+            for key in ("label", "archived_at", "last_updated")
+        )
+        current, desired = (self.state(entry, key, where) for key in ("current", "desired"))
+        found = _SOURCE.fullmatch(source)
+        observed = ObservedRun(run_id, name, status, archived_at, last_updated)
+        planned = PlannedRun(
+            DesiredRun(
+                run_id=run_id,
+                state=desired,
+                name=label,
+                source=Source(found[1], int(found[2])) if found else Source(source, None),
+            ),
+            observed,
+        )
+        if current is not None and current is not observed.state:
+            self.problems.append(f"{where}current: {current.value} but archived_at says otherwise")
+        if change and current is desired:
+            self.problems.append(f"{where}: a change whose current and desired states are equal")
+        if not change and current is not desired:
+            self.problems.append(f"{where}: an unchanged run whose states differ")
+        if change and entry.get("action") != Change(planned.desired, observed).action.value:
+            self.problems.append(f"{where}action: does not lead from current to desired")
+        return planned
+
+    def state(self, entry: Any, key: str, where: str) -> RunState:
+        value = self.field(entry, key, str, where)
+        try:
+            return RunState(value)
+        except ValueError:
+            if value is not None:
+                self.problems.append(f'{where}{key}: {value!r} is not "archived" or "active"')
+            return RunState.ACTIVE
+
+
+_PERCENTS = ("max_archive_percent", "max_activate_percent")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "string", int: "number", float: "number", dict: "object", list: "array"}
+    return " or ".join(dict.fromkeys(names.get(k, "null") for k in kinds))

@@ -1,0 +1,125 @@
+"""The plan and the apply outcome as Markdown, for a pull-request comment or a CI job summary.
+
+GitHub refuses a comment longer than 65,536 characters, so tables are cut to fit a budget below
+that, with a note giving the counts of what was left out; the summary line always comes first.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import TextIO
+
+from reconcile.apply import ApplyReport
+from reconcile.plan import Action, Plan
+from reconcile.planfile import checksum
+from reconcile.render.text import summary_line
+
+COMMENT_LIMIT = 65_536
+BUDGET = 60_000
+"""What reconcile writes at most: the rest of the limit is left to the pipeline's own words
+(a marker, a heading, a link to the job)."""
+_NOTE_ROOM = 400
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] = ()) -> None:
+    """Summary line, the changes as a table, unchanged runs folded away, the checksum."""
+    head = [
+        f"**{summary_line(plan)}**",
+        "",
+        f"Organization `{plan.org_id}` at `{plan.api_url}`; {plan.declared} runs declared in "
+        f"`{plan.state_file.path}` (sha256 `{plan.state_file.sha256[:12]}`).",
+    ]
+    for warning in warnings:
+        head += ["", f"> **Warning:** apply would refuse: {_cell(warning)}"]
+    foot = []
+    if plan.changes:
+        digest = checksum(plan)
+        foot = ["", f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)"]
+    budget = BUDGET - _size(head) - _size(foot) - 2 * _NOTE_ROOM
+    changes = [
+        f"| {c.action.value} | `{c.run_id}` | {_cell(c.name)} | {c.current.value} -> "
+        f"{c.target.value} | `{c.desired.source}` |"
+        for c in plan.changes
+    ]
+    body, shown, budget = _table(
+        ["action", "run", "name", "current -> desired", "source"], changes, budget
+    )
+    if shown < len(changes):
+        left = Counter(change.action.value for change in plan.changes[shown:])
+        counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
+        body += _cut(f"changes ({counts})", shown, len(changes))
+    if plan.unchanged:
+        rows = [
+            f"| `{r.run_id}` | {_cell(r.name)} | {r.current.value} | `{r.desired.source}` |"
+            for r in plan.unchanged
+        ]
+        noun = "run" if len(rows) == 1 else "runs"
+        table, shown, _ = _table(["run", "name", "state", "source"], rows, budget)
+        table += _cut("unchanged runs", shown, len(rows))
+        body += ["", f"<details><summary>{len(rows)} unchanged {noun}</summary>", *table]
+        body += ["", "</details>"]
+    stream.write("\n".join([*head, *body, *foot]) + "\n")
+
+
+def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> None:
+    """The closing line of an apply, then one row per change with its outcome."""
+    archived = sum(1 for r in report.succeeded if r.change.action is Action.ARCHIVE)
+    activated = len(report.succeeded) - archived
+    head = [
+        f"**Apply finished: {archived} archived, {activated} activated, "
+        f"{len(report.failed)} failed.**",
+        "",
+        f"Organization `{plan.org_id}` at `{plan.api_url}`; state file "
+        f"`{plan.state_file.path}`; plan checksum `{checksum(plan)}`.",
+    ]
+    ordered = sorted(report.results, key=lambda result: result.ok)
+    rows = [
+        f"| {'ok' if r.ok else '**failed**'} | {r.change.action.value} | `{r.change.run_id}` | "
+        f"{_cell(r.change.name)} | {_cell(r.detail)} |"
+        for r in ordered
+    ]
+    body, shown, _ = _table(
+        ["outcome", "action", "run", "name", "detail"], rows, BUDGET - _size(head) - _NOTE_ROOM
+    )
+    body += _cut("changes (failures are listed first)", shown, len(rows))
+    stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _table(header: Sequence[str], rows: Sequence[str], budget: int) -> tuple[list[str], int, int]:
+    """The table with as many rows as fit in `budget` characters (none at all if no row fits),
+    how many rows it shows, and the budget left."""
+    lines = ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    budget -= _size(lines)
+    shown = 0
+    for row in rows:
+        if len(row) + 1 > budget:
+            break
+        lines.append(row)
+        budget -= len(row) + 1
+        shown += 1
+    return (lines if shown or not rows else []), shown, budget
+
+
+def _cut(what: str, shown: int, total: int) -> list[str]:
+    """The note under a table that had to leave rows out."""
+    if shown == total:
+        return []
+    return [
+        "",
+        f"_{total - shown:,} more {what} not shown: only {shown:,} of {total:,} fit under "
+        f"GitHub's {COMMENT_LIMIT:,}-character comment limit. The JSON plan "
+        "(`reconcile plan --format json` or `--out`) lists them all._",
+    ]
+
+
+def _size(lines: Sequence[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a table cell: no Markdown, no HTML, one line."""
+    return _SPECIAL.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
