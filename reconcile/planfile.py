@@ -70,9 +70,23 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             "unchanged": len(plan.unchanged),
             "declared": plan.declared,
         },
-        "warnings": list(warnings),
-        "changes": [{**_entry(change), "action": change.action.value} for change in plan.changes],
+        "warnings": [*plan.warnings, *warnings],
+        "baseline": plan.baseline,
+        "changes": [
+            {
+                **_entry(change),
+                "action": change.action.value,
+                "reason": None if change.reason is None else change.reason.value,
+            }
+            for change in plan.changes
+        ],
         "unchanged": [_entry(run) for run in plan.unchanged],
+        "unmanaged": None
+        if plan.unmanaged is None
+        else [
+            {"run_id": run.run_id, "name": run.name, "state": run.state.value, "status": run.status}
+            for run in plan.unmanaged
+        ],
         "checksum": checksum(plan),
     }
 

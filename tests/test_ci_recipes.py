@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
 from reconcile.state import LONG_FORM_KEYS, SAFETY_KEYS, TALLYFY_KEYS, TOP_LEVEL_KEYS
-from tests.conftest import DEMO_IDS, ROOT
+from tests.conftest import DEMO_ARCHIVED, DEMO_IDS, ROOT, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
 GITHUB = ROOT / "examples" / "github-actions" / "reconcile.yml"
@@ -198,14 +198,37 @@ def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str
     )
 
 
+def pull_request(repo: Path) -> None:
+    """A git repository whose default branch (seen as origin/main) declares every demo run as it
+    is, and whose checked-out branch edits that to the example state file."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "--quiet", "--initial-branch", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    live = {run_id: "archived" if run_id in DEMO_ARCHIVED else "active" for run_id in DEMO_IDS}
+    write_state(repo / "state.toml", live)
+    git("add", "state.toml")
+    git("commit", "--quiet", "-m", "Declare the runs as they are")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    git("checkout", "--quiet", "-b", "edit")
+    shutil.copy(EXAMPLE, repo / "state.toml")
+
+
 def test_the_github_recipe_plans_applies_the_reviewed_plan_and_detects_drift(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
     jobs = yaml.safe_load(GITHUB.read_text())["jobs"]
-    shutil.copy(EXAMPLE, tmp_path / "state.toml")
-    planned = shell(step(jobs["plan"], "Plan")["run"], tmp_path)
-    assert planned.returncode == 0, "exit 2 from plan is a successful plan job"
+    pull_request(tmp_path)
+    planned = shell(step(jobs["plan"], "Plan")["run"], tmp_path, BASE_REF="main")
+    assert planned.returncode == 0, planned.stderr
     assert (tmp_path / "plan.md").read_text().startswith("**Plan: 2 to archive, 1 to activate")
+    assert (
+        "Against the baseline `origin/main:state.toml`: 3 requested"
+        in (tmp_path / "plan.md").read_text()
+    )
     assert json.loads((tmp_path / "plan.json").read_text())["summary"]["archive"] == 2
     assert sandbox.writes == []
 
@@ -238,9 +261,12 @@ def test_the_gitlab_recipe_runs_the_same_commands(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
     pipeline = yaml.safe_load(GITLAB.read_text())
-    shutil.copy(EXAMPLE, tmp_path / "state.toml")
-    plan_line = pipeline["reconcile-plan"]["script"][0]
-    assert shell(plan_line, tmp_path).returncode == 0
+    pull_request(tmp_path)
+    fetch, plan_line = pipeline["reconcile-plan"]["script"][:2]
+    assert fetch.startswith("git fetch --quiet origin ")
+    planned = shell(plan_line, tmp_path, CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main")
+    assert planned.returncode == 0, planned.stderr
+    assert "3 requested (the declaration changed), 0 drift" in (tmp_path / "plan.md").read_text()
     digest = json.loads((tmp_path / "plan.json").read_text())["checksum"]
     (tmp_path / "checksum.txt").write_text(digest + "\n")
     apply_block = pipeline["reconcile-apply"]["script"][1]

@@ -65,7 +65,9 @@ def test_json_plan_contract(sandbox: Sandbox, cli_env: str) -> None:
         "archived_at": None,
         "last_updated": first["last_updated"],
         "source": f"{EXAMPLE}:15",
+        "reason": None,
     }
+    assert (document["baseline"], document["unmanaged"]) == (None, None)
     assert [(c["run_id"], c["action"]) for c in document["changes"]] == [
         (DEMO_IDS[0], "archive"),
         (DEMO_IDS[3], "archive"),
@@ -243,3 +245,43 @@ def test_an_unwritable_step_summary_is_a_warning_not_a_failure(
     assert result.exit_code == 2
     assert result.stderr.startswith("Warning: cannot append to GITHUB_STEP_SUMMARY (/): ")
     assert result.stdout.endswith("Plan: 2 to archive, 1 to activate, 7 unchanged.\n")
+
+
+def test_json_and_markdown_carry_drift_labels_and_unmanaged_runs(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    baseline = write_state(tmp_path / "main.toml", {DEMO_IDS[0]: "active", DEMO_IDS[1]: "active"})
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "archived", DEMO_IDS[1]: "active"})
+    sandbox.set_archived(DEMO_IDS[1], True)
+    args = (str(path), "--baseline", str(baseline), "--show-unmanaged")
+
+    document = plan_json(*args)
+    assert document["baseline"] == str(baseline)
+    assert [(c["run_id"], c["reason"]) for c in document["changes"]] == [
+        (DEMO_IDS[0], "requested"),
+        (DEMO_IDS[1], "drift"),
+    ]
+    undeclared = [run_id for run_id in DEMO_IDS if run_id not in (DEMO_IDS[0], DEMO_IDS[1])]
+    assert sorted(u["run_id"] for u in document["unmanaged"]) == sorted(undeclared)
+    assert plan_json(str(path))["unmanaged"] is None
+
+    markdown = run("plan", *args, "--format", "markdown").stdout
+    assert "| action | run | name | current -> desired | source | reason |" in markdown
+    assert f"| `{DEMO_IDS[1]}` |" in markdown
+    assert "1 requested (the declaration changed), 1 drift" in markdown
+    assert "<details><summary>8 unmanaged runs (not in the state file; never touched)" in markdown
+
+
+def test_markdown_with_thousands_of_unmanaged_runs_still_fits(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    add_runs(sandbox, 6000, archived=False)
+    ids = add_runs(sandbox, 3000, archived=False, start=9000)
+    path = write_state(tmp_path / "state.toml", dict.fromkeys(ids, "archived"))
+    result = run("plan", str(path), "--format", "markdown", "--show-unmanaged")
+    text = result.stdout
+    assert len(text) < COMMENT_LIMIT
+    assert "<details><summary>6010 unmanaged runs" in text
+    assert "more unmanaged runs not shown" in text or "unmanaged runs not shown" in text
+    document = plan_json(str(path), "--show-unmanaged")
+    assert len(document["unmanaged"]) == 6010

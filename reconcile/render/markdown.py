@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport
-from reconcile.plan import Action, Plan
+from reconcile.plan import Action, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.text import summary_line
 
@@ -33,21 +33,31 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
         f"Organization `{plan.org_id}` at `{plan.api_url}`; {plan.declared} runs declared in "
         f"`{plan.state_file.path}` (sha256 `{plan.state_file.sha256[:12]}`).",
     ]
+    for warning in plan.warnings:
+        head += ["", f"> **Warning:** {_cell(warning)}."]
     for warning in warnings:
         head += ["", f"> **Warning:** apply would refuse: {_cell(warning)}"]
+    if plan.baseline is not None and plan.changes:
+        head += [
+            "",
+            f"Against the baseline `{plan.baseline}`: {plan.count_reason(Reason.REQUESTED)} "
+            f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the "
+            "run was moved in Tallyfy; applying moves it back).",
+        ]
     foot = []
     if plan.changes:
         digest = checksum(plan)
         foot = ["", f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)"]
-    budget = BUDGET - _size(head) - _size(foot) - 2 * _NOTE_ROOM
+    budget = BUDGET - _size(head) - _size(foot) - 3 * _NOTE_ROOM
+    labelled = plan.baseline is not None
     changes = [
         f"| {c.action.value} | `{c.run_id}` | {_cell(c.name)} | {c.current.value} -> "
         f"{c.target.value} | `{c.desired.source}` |"
+        + (f" {c.reason.value if c.reason else ''} |" if labelled else "")
         for c in plan.changes
     ]
-    body, shown, budget = _table(
-        ["action", "run", "name", "current -> desired", "source"], changes, budget
-    )
+    columns = ["action", "run", "name", "current -> desired", "source"]
+    body, shown, budget = _table([*columns, "reason"] if labelled else columns, changes, budget)
     if shown < len(changes):
         left = Counter(change.action.value for change in plan.changes[shown:])
         counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
@@ -58,10 +68,17 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
             for r in plan.unchanged
         ]
         noun = "run" if len(rows) == 1 else "runs"
-        table, shown, _ = _table(["run", "name", "state", "source"], rows, budget)
+        table, shown, budget = _table(["run", "name", "state", "source"], rows, budget)
         table += _cut("unchanged runs", shown, len(rows))
         body += ["", f"<details><summary>{len(rows)} unchanged {noun}</summary>", *table]
         body += ["", "</details>"]
+    if plan.unmanaged:
+        rows = [f"| `{r.run_id}` | {_cell(r.name)} | {r.state.value} |" for r in plan.unmanaged]
+        noun = "run" if len(rows) == 1 else "runs"
+        table, shown, _ = _table(["run", "name", "state"], rows, budget)
+        table += _cut("unmanaged runs", shown, len(rows))
+        summary = f"{len(rows)} unmanaged {noun} (not in the state file; never touched)"
+        body += ["", f"<details><summary>{summary}</summary>", *table, "", "</details>"]
     stream.write("\n".join([*head, *body, *foot]) + "\n")
 
 
