@@ -81,6 +81,9 @@ def load_state(path: str | Path) -> StateFile:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StateFileError(_syntax_problems(exc, shown, locator)) from None
+    except RecursionError:
+        message = "invalid TOML: arrays or inline tables nested too deeply to read"
+        raise StateFileError([Problem(shown, None, None, message)]) from None
     problems: list[Problem] = []
     settings = _tallyfy_settings(document, shown, locator, problems)
     runs = _runs(document, shown, locator, problems)
@@ -97,15 +100,23 @@ def load_state(path: str | Path) -> StateFile:
 def _read_bytes(path: Path, shown: str) -> bytes:
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            message = f"the file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
-            raise StateFileError([Problem(shown, None, None, message)])
-        return path.read_bytes()
+        # Reading one byte past the limit also stops files whose size stat() does not tell
+        # (a pipe, /dev/zero).
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         message = "no such file (create one from state.example.toml, or name another file)"
         raise StateFileError([Problem(shown, None, None, message)]) from None
     except OSError as exc:
         raise StateFileError([Problem(shown, None, None, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        message = (
+            f"the file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
+            if size > MAX_FILE_BYTES
+            else f"the file holds more than the limit of {MAX_FILE_BYTES} bytes"
+        )
+        raise StateFileError([Problem(shown, None, None, message)])
+    return raw
 
 
 def _decode(raw: bytes, shown: str) -> str:

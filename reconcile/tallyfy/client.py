@@ -65,6 +65,7 @@ class TallyfyClient:
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.target = target
+        self.parallelism = parallelism
         self._token = token
         self._retry = retry
         self._slots = asyncio.Semaphore(parallelism)
@@ -179,7 +180,10 @@ class TallyfyClient:
         """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
         shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
         started = time.monotonic()
-        for attempt in range(1, self._retry.max_attempts + 1):
+        # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
+        # said when to come back), so rate-limited work only gives up at the deadline.
+        attempt = 0
+        while True:
             await self._wait_for_resume()
             try:
                 async with self._slots:
@@ -187,6 +191,7 @@ class TallyfyClient:
                     response = await self._http.request(method, path, params=params)
             except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                attempt += 1
                 if method in READ_METHODS and self._may_retry(attempt, started):
                     await asyncio.sleep(self._backoff(attempt))
                     continue
@@ -204,13 +209,14 @@ class TallyfyClient:
                 self._resume_at = max(self._resume_at, time.monotonic() + delay)
                 if self._may_retry(attempt, started, delay):
                     continue
-            elif status >= 500 and method in READ_METHODS and self._may_retry(attempt, started):
-                await asyncio.sleep(self._backoff(attempt))
-                continue
+            elif status >= 500 and method in READ_METHODS:
+                attempt += 1
+                if self._may_retry(attempt, started):
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
             if status >= 400:
                 raise self._error(response, method, shown, run_id)
             return self._json(response, method, shown, run_id)
-        raise AssertionError("unreachable: the last attempt always returns or raises")
 
     def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
         elapsed = time.monotonic() - started + delay
