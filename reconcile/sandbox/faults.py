@@ -4,8 +4,9 @@ Two families:
 - `status`, `html`, `drop` and `timeout` replace the answer. By default the request is not
   carried out (the failure happened before the API); with `after_effect=True` it is carried out
   first, which is the ambiguous write a client cannot tell apart from a failed one.
-- `truncated`, `missing_archived_at`, `wrong_id` and `slow` distort or delay a real answer, so
-  the request is always carried out.
+- `truncated`, `missing_archived_at`, `wrong_id`, `wrong_count` (a listing page whose
+  `meta.pagination.count` is one more than the runs it holds) and `slow` distort or delay a real
+  answer, so the request is always carried out.
 
 A 429 storm is `Fault("status", status=429, times=N)`: N requests in a row are refused, each with
 `Retry-After: retry_after`. A timeout is `Fault("timeout", delay=D)` with D longer than the
@@ -20,7 +21,17 @@ from dataclasses import dataclass, replace
 from reconcile.sandbox.responses import HTML_TYPE, SandboxResponse, encode, for_status, reason
 
 KINDS = frozenset(
-    {"status", "html", "truncated", "missing_archived_at", "wrong_id", "drop", "slow", "timeout"}
+    {
+        "status",
+        "html",
+        "truncated",
+        "missing_archived_at",
+        "wrong_id",
+        "wrong_count",
+        "drop",
+        "slow",
+        "timeout",
+    }
 )
 _REPLACING = frozenset({"status", "html", "drop", "timeout"})
 _HTML = (
@@ -122,7 +133,14 @@ def distort(fault: Fault, response: SandboxResponse) -> SandboxResponse:
         payload = json.loads(response.body)
     except ValueError:
         return response
-    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return response
+    if fault.kind == "wrong_count":
+        pagination = payload.get("meta", {}).get("pagination")
+        if isinstance(pagination, dict) and isinstance(pagination.get("count"), int):
+            pagination["count"] += 1
+        return replace(response, body=encode(payload))
+    data = payload.get("data")
     runs = data if isinstance(data, list) else [data]
     for run in runs:
         if isinstance(run, dict) and "id" in run:
