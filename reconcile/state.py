@@ -11,7 +11,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,8 @@ def load_state(path: str | Path) -> StateFile:
         if key not in TOP_LEVEL_KEYS:
             problems.append(_unknown_key(shown, locator, (key,), key, TOP_LEVEL_KEYS))
     if problems:
-        raise StateFileError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
+        shown_problems = [replace(p, key=_printable(p.key)) for p in problems]
+        raise StateFileError(sorted(shown_problems, key=lambda p: (p.line or 0, p.key or "")))
     return StateFile(
         path=shown, sha256=hashlib.sha256(raw).hexdigest(), tallyfy=settings, runs=tuple(runs)
     )
@@ -302,4 +303,21 @@ class _Locator:
 
 
 def _parts(dotted: str) -> tuple[str, ...]:
-    return tuple(part.strip("\"'") for part in _SPLIT.findall(dotted))
+    return tuple(_unquote(part) for part in _SPLIT.findall(dotted))
+
+
+def _unquote(part: str) -> str:
+    """A key as TOML reads it: basic strings ("...") may hold escapes such as \\n."""
+    if part.startswith('"'):
+        try:
+            return str(tomllib.loads(f"k = {part}")["k"])
+        except tomllib.TOMLDecodeError:
+            return part.strip('"')
+    return part.strip("'")
+
+
+def _printable(key: str | None) -> str | None:
+    """Keys go into one-line messages: control characters are shown escaped."""
+    if key is None or key.isprintable():
+        return key
+    return key.encode("unicode_escape").decode("ascii")
