@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -191,6 +192,16 @@ class TallyfyClient:
                     response = await self._http.request(method, path, params=params)
             except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                untrusted = _certificate_error(exc)
+                if untrusted is not None:
+                    raise ApiError(
+                        f"The API's TLS certificate was not accepted ({untrusted}). Verification "
+                        "is always on; if your network re-signs TLS with its own certificate "
+                        "authority, point SSL_CERT_FILE at a CA bundle that includes it.",
+                        method=method,
+                        path=shown,
+                        run_id=run_id,
+                    ) from None
                 attempt += 1
                 if method in READ_METHODS and self._may_retry(attempt, started):
                     await asyncio.sleep(self._backoff(attempt))
@@ -313,6 +324,18 @@ class TallyfyClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token.value, "***")
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """The reason when `exc` comes from a failed certificate check; retrying cannot help then."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps twice; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
