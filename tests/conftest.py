@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import traceback
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ class _Guard(logging.Handler):
 
 
 GUARD = _Guard()
+FIGURES: Counter[str] = Counter()
+"""Figures some tests add up (faults injected, bad inputs tried...), printed after the run."""
 
 
 def check_no_secret(text: str, where: str) -> None:
@@ -232,6 +235,10 @@ def _test_guard() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.write_line(
+            "figures: " + ", ".join(f"{name} {count}" for name, count in sorted(FIGURES.items()))
+        )
     terminalreporter.write_line(
         f"guards: {GUARD.requests_checked} requests checked for forbidden writes; "
         f"{GUARD.outputs_checked} outputs, {GUARD.files_checked} written files and "

@@ -14,7 +14,7 @@ from reconcile.cli import cli
 from reconcile.errors import StateFileError
 from reconcile.sandbox import Sandbox
 from reconcile.state import MAX_FILE_BYTES, load_state
-from tests.conftest import DEMO_IDS, TOKEN
+from tests.conftest import DEMO_IDS, FIGURES, TOKEN
 
 A, B = DEMO_IDS[0], DEMO_IDS[1]
 HEADER = "Error: {n} in the state file; nothing was sent to Tallyfy:\n"
@@ -27,6 +27,7 @@ def run(*args: str) -> Result:
 def refused(sandbox: Sandbox, *args: str) -> str:
     """Run plan and apply with `args`; both must exit 1 without a request. Returns stderr."""
     outputs = set()
+    FIGURES["bad inputs tried"] += 1
     for command in ("plan", "apply"):
         result = run(command, *args, *(["--auto-approve"] if command == "apply" else []))
         assert result.exit_code == 1, result.output
@@ -273,6 +274,7 @@ _LINES = st.one_of(
 def test_the_parser_raises_only_its_own_error(
     tmp_path_factory: pytest.TempPathFactory, document: bytes
 ) -> None:
+    FIGURES["state files fuzzed"] += 1
     path = tmp_path_factory.mktemp("fuzz") / "state.toml"
     path.write_bytes(document)
     try:
