@@ -210,6 +210,7 @@ def test_bad_options_exit_1_not_2(
     sandbox: Sandbox, cli_env: str, args: list[str], message: str
 ) -> None:
     """Exit 2 means "changes present" to `plan --detailed-exitcode`; a typo must not say that."""
+    FIGURES["bad inputs tried"] += 1
     result = run("plan", "--detailed-exitcode", *args)
     assert result.exit_code == 1
     assert message in result.stderr

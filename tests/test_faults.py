@@ -311,3 +311,31 @@ def test_a_signal_stops_new_writes_and_the_report_matches_the_sandbox(
     assert sandbox_states(sandbox, DEMO_IDS) == {
         run_id: state if run_id in written else flipped[state] for run_id, state in desired.items()
     }
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, -15)])
+def test_a_signal_before_the_writes_stops_with_nothing_written(
+    sandbox: Sandbox, served: str, signum: int, code: int
+) -> None:
+    """While planning, Ctrl-C ends the command (exit 130) and SIGTERM keeps its default (the
+    process ends by the signal, 143 in a shell); either way nothing is written."""
+    sandbox.behaviour = replace(sandbox.behaviour, latency=0.5)
+    env = {
+        **os.environ,
+        "TALLYFY_API_URL": served,
+        "TALLYFY_ORG_ID": ORG,
+        "TALLYFY_ACCESS_TOKEN": TOKEN,
+    }
+    command = [sys.executable, "-m", "reconcile", "apply", str(EXAMPLE), "--auto-approve"]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        give_up = time.monotonic() + 60
+        while not sandbox.requests and process.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.01)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    check_no_secret(stdout + stderr, "the output of an interrupted plan")
+    assert process.returncode == code, stdout + stderr
+    assert sandbox.writes == []
+    assert "Apply" not in stdout
