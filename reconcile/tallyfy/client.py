@@ -42,8 +42,9 @@ PAGE_SIZE = 100  # the documented cap for per_page
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how long to retry. 429 is retried for every method (the server did nothing);
-    5xx and network errors only for reads, because a write may have happened."""
+    """When and how long to retry. 429 is retried for every method (the server did nothing),
+    until the deadline however many come; 5xx and network errors only for reads, because a write
+    may have happened, and at most `max_attempts` times."""
 
     max_attempts: int = 5
     deadline: float = 300.0
