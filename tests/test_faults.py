@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from reconcile.apply import ApplyReport, apply_plan
 from reconcile.cli import cli
 from reconcile.errors import RateLimitError
+from reconcile.plan import build_plan
 from reconcile.sandbox import Fault, Sandbox
-from reconcile.tallyfy import RetryPolicy
+from reconcile.state import load_state
+from reconcile.tallyfy import RetryPolicy, observe
 from tests.conftest import (
     DEMO_ARCHIVED,
     DEMO_IDS,
@@ -36,6 +39,7 @@ from tests.conftest import (
 EXAMPLE = ROOT / "state.example.toml"
 CHANGED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
+LONGER = 5.0  # a delay the in-process client never waits out: it times out first
 
 
 def run(*args: str) -> Result:
@@ -339,3 +343,40 @@ def test_a_signal_before_the_writes_stops_with_nothing_written(
     assert process.returncode == code, stdout + stderr
     assert sandbox.writes == []
     assert "Apply" not in stdout
+
+
+def test_after_a_stop_an_ambiguous_write_is_checked_but_not_sent_again(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Two writes at a time: the first times out without effect, the second succeeds and the stop
+    comes right then. The first is re-read (not done) and left alone; the third never starts."""
+    first, second, third = DEMO_IDS[0], DEMO_IDS[3], DEMO_IDS[4]
+    sandbox.inject(Fault("timeout", method="DELETE", path_contains=first, delay=LONGER))
+    path = write_state(tmp_path / "state.toml", dict.fromkeys((first, second, third), "archived"))
+    stop = asyncio.Event()
+
+    async def apply() -> ApplyReport:
+        async with client_for(sandbox, parallelism=2, timeout=0.2) as client:
+            state = load_state(path)
+            observed = await observe(client, state.runs, "get")
+            plan = build_plan(state, observed, org_id=ORG, api_url="https://sandbox.test/api")
+            return await apply_plan(client, plan, on_result=lambda _: stop.set(), stop=stop)
+
+    report = asyncio.run(apply())
+    assert report.stopped
+    assert [(r.change.run_id, r.ok, r.writes) for r in report.results] == [
+        (first, False, 1),
+        (second, True, 1),
+        (third, False, 0),
+    ]
+    assert report.results[0].detail.endswith(
+        "A re-read showed it not done; interrupted, so not sent again."
+    )
+    assert [r.change.run_id for r in report.failed] == [first]
+    assert [r.change.run_id for r in report.not_started] == [third]
+    assert [(w.run_id, w.status) for w in sandbox.writes] == [(first, 0), (second, 200)]
+    assert sandbox_states(sandbox, (first, second, third)) == {
+        first: "active",
+        second: "archived",
+        third: "active",
+    }
