@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from reconcile.apply import ApplyReport, apply_plan
 from reconcile.cli import cli
-from reconcile.errors import RateLimitError
+from reconcile.errors import ApiError, RateLimitError
 from reconcile.plan import build_plan
 from reconcile.sandbox import Fault, Sandbox
 from reconcile.state import load_state
@@ -134,7 +134,7 @@ def test_reads_give_up_after_the_retry_budget(sandbox: Sandbox) -> None:
         async with client_for(sandbox, retry=FAST) as client:
             await client.get_run(DEMO_IDS[0])
 
-    with pytest.raises(Exception, match=r"HTTP 503") as caught:
+    with pytest.raises(ApiError, match=r"HTTP 503") as caught:
         asyncio.run(read())
     assert f"(request: GET {run_path(DEMO_IDS[0])}, HTTP 503)" in str(caught.value)
     assert len(sandbox.requests) == RetryPolicy().max_attempts
