@@ -199,20 +199,25 @@ def tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
+    def forward(connection: socket.socket) -> None:
+        connection.settimeout(5)  # a client that never finishes its handshake gives up a thread
+        try:
+            secured = context.wrap_socket(connection, server_side=True)
+        except OSError:  # SSLError included: the client refused our certificate
+            connection.close()
+            return
+        secured.settimeout(None)
+        upstream = socket.create_connection(("127.0.0.1", port))
+        threading.Thread(target=pump, args=(upstream, secured), daemon=True).start()
+        pump(secured, upstream)
+
     def accept() -> None:
         while True:
             try:
                 connection, _ = listener.accept()
             except OSError:
                 return  # the listener was closed
-            try:
-                secured = context.wrap_socket(connection, server_side=True)
-            except OSError:  # SSLError included: the client refused our certificate
-                connection.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", port))
-            for ends in ((secured, upstream), (upstream, secured)):
-                threading.Thread(target=pump, args=ends, daemon=True).start()
+            threading.Thread(target=forward, args=(connection,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     try:
