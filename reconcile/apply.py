@@ -15,7 +15,7 @@ WRITE_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Result:
-    """What became of one change."""
+    """What became of one change. `writes` is 0 when the change was never started."""
 
     change: Change
     ok: bool
@@ -23,12 +23,17 @@ class Result:
     writes: int
     observed: ObservedRun | None = None
 
+    @property
+    def started(self) -> bool:
+        return self.writes > 0
+
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """Every change's result, in plan order."""
+    """Every change's result, in plan order. `stopped`: an interruption ended the apply early."""
 
     results: tuple[Result, ...]
+    stopped: bool = False
 
     @property
     def succeeded(self) -> tuple[Result, ...]:
@@ -36,7 +41,11 @@ class ApplyReport:
 
     @property
     def failed(self) -> tuple[Result, ...]:
-        return tuple(result for result in self.results if not result.ok)
+        return tuple(result for result in self.results if result.started and not result.ok)
+
+    @property
+    def not_started(self) -> tuple[Result, ...]:
+        return tuple(result for result in self.results if not result.started)
 
 
 async def apply_plan(
@@ -44,21 +53,35 @@ async def apply_plan(
     plan: Plan,
     *,
     on_result: Callable[[Result], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ApplyReport:
-    """Run every change concurrently (the client bounds how many at once). A failed change does
-    not stop the others. `on_result` hears about each change as it finishes."""
+    """Carry out the changes, `client.parallelism` at a time. A failed change does not stop the
+    others. `on_result` hears about each change as it finishes.
 
-    async def run(change: Change) -> Result:
-        result = await _carry_out(client, change)
-        if on_result is not None:
-            on_result(result)
-        return result
+    Once `stop` is set no new write starts: the changes not begun are reported as not started,
+    and a write already sent is finished and checked (re-read if its answer was ambiguous) but
+    never sent again. Changes are handed out one by one, rather than all queued in the client,
+    so that "not begun" is decided here and not somewhere in a queue of requests.
+    """
+    stop = stop or asyncio.Event()
+    results: dict[int, Result] = {}
+    pending = iter(enumerate(plan.changes))
 
-    results = await asyncio.gather(*(run(change) for change in plan.changes))
-    return ApplyReport(results=tuple(results))
+    async def worker() -> None:
+        for index, change in pending:
+            if stop.is_set():
+                results[index] = Result(change, ok=False, detail="not started", writes=0)
+                continue
+            results[index] = await _carry_out(client, change, stop)
+            if on_result is not None:
+                on_result(results[index])
+
+    await asyncio.gather(*(worker() for _ in range(min(client.parallelism, len(plan.changes)))))
+    ordered = tuple(results[index] for index in range(len(plan.changes)))
+    return ApplyReport(results=ordered, stopped=stop.is_set())
 
 
-async def _carry_out(client: TallyfyClient, change: Change) -> Result:
+async def _carry_out(client: TallyfyClient, change: Change, stop: asyncio.Event) -> Result:
     write = client.archive if change.action is Action.ARCHIVE else client.activate
     done = "archived" if change.action is Action.ARCHIVE else "activated"
     writes = 0
@@ -81,7 +104,10 @@ async def _carry_out(client: TallyfyClient, change: Change) -> Result:
             if now is not None and now.state is change.target:
                 return Result(change, True, f"{done} (confirmed by re-reading)", writes, now)
             if ambiguous and writes < WRITE_ATTEMPTS:
-                continue
+                if not stop.is_set():
+                    continue
+                detail = f"{exc} A re-read showed it not done; interrupted, so not sent again."
+                return Result(change, ok=False, detail=detail, writes=writes, observed=now)
             return Result(change, ok=False, detail=str(exc), writes=writes)
         if run.state is not change.target:
             detail = (

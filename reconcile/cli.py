@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import IO, Any, NoReturn, TextIO, TypeVar
 
 import click
 
@@ -52,10 +54,13 @@ EXIT_REFUSED = 3
 EXIT_CODES = """\b
 Exit codes:
   0  success (for plan --detailed-exitcode: no changes)
-  1  error: bad input, API failure, or any change that failed
+  1  error: bad input (including bad options), API failure, or any change
+     that failed
   2  plan --detailed-exitcode only: changes are present (not a failure)
   3  refused by a safety gate before any write (e.g. apply without a terminal
-     or --auto-approve); nothing was written"""
+     or --auto-approve); nothing was written
+  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM; apply started no new
+     write after the signal and reports what was done"""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,9 +69,14 @@ class _Cli(click.Group):
     """Turns reconcile's own exceptions into `Error: ...` and an exit code, never a traceback
     (unless --debug)."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _usage_errors_exit_1():
+            return super().make_context(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _usage_errors_exit_1():
+                return super().invoke(ctx)
         except ReconcileError as exc:
             if ctx.params.get("debug"):
                 raise
@@ -74,6 +84,29 @@ class _Cli(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+
+
+@contextlib.contextmanager
+def _usage_errors_exit_1() -> Iterator[None]:
+    """Bad options are bad input: exit 1, not click's 2, which plan --detailed-exitcode uses
+    for "changes are present"."""
+    try:
+        yield
+    except click.UsageError as exc:
+        raise _BadUsage(exc) from None
+
+
+class _BadUsage(click.ClickException):
+    """A usage error shown exactly as click shows it, with exit code 1."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, usage: click.UsageError) -> None:
+        super().__init__(usage.format_message())
+        self.usage = usage
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        self.usage.show(file)
 
 
 def _fail(exc: ReconcileError) -> NoReturn:
@@ -126,6 +159,13 @@ def _connection_options(f: F, *, fetch: bool = True) -> F:
             default=8,
             show_default=True,
             help="Requests in flight at once.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for each answer before treating the request as failed.",
         ),
     ]
     for option in reversed(options):
@@ -318,10 +358,13 @@ def apply(
                 return None
             _confirm(len(planned.changes), approved)
             click.echo("")
-            report = await apply_plan(client, planned, on_result=done)
-            finished = True
+            with _signals_stop(stop):
+                report = await apply_plan(client, planned, on_result=done, stop=stop)
+            finished = not report.stopped
             return report
 
+    stop = _Stop()
+    report: ApplyReport | None = None
     try:
         report = asyncio.run(run())
     finally:
@@ -338,6 +381,8 @@ def apply(
         return
     render_summary(report, sys.stdout, colour=colour)
     _step_summary(lambda stream: render_apply_markdown(applied, report, stream))
+    if stop.signum is not None:
+        sys.exit(128 + stop.signum)
     if report.failed:
         sys.exit(EXIT_ERROR)
 
@@ -400,6 +445,38 @@ def _step_summary(render: Callable[[TextIO], None]) -> None:
         click.echo(f"Warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", err=True)
 
 
+class _Stop(asyncio.Event):
+    """Set by SIGINT or SIGTERM during apply; remembers which, for the exit code."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: _Stop) -> Iterator[None]:
+    """While writing, SIGINT and SIGTERM stop new writes instead of killing the process, so
+    writes in flight finish and get checked and the report says what was done."""
+    loop = asyncio.get_running_loop()
+
+    def interrupted(signum: int) -> None:
+        if stop.signum is None:
+            stop.signum = signum
+            click.echo(
+                f"\nInterrupted ({signal.Signals(signum).name}): no new write will start; "
+                "finishing and checking the writes in flight.",
+                err=True,
+            )
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for signum in handled:
+        loop.add_signal_handler(signum, interrupted, signum)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
 def _confirm(count: int, auto_approve: bool) -> None:
     if auto_approve:
         return
@@ -448,7 +525,9 @@ def _client(settings: TallyfySettings, connection: dict[str, Any]) -> TallyfyCli
         settings=settings,
     )
     token = read_token(token_file=connection["token_file"], environ=os.environ)
-    return TallyfyClient(target, token, parallelism=connection["parallelism"])
+    return TallyfyClient(
+        target, token, parallelism=connection["parallelism"], timeout=connection["timeout"]
+    )
 
 
 async def _plan(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:

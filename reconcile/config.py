@@ -15,6 +15,7 @@ DEFAULT_API_URL = "https://go.tallyfy.com/api"
 TOKEN_ENV = "TALLYFY_ACCESS_TOKEN"
 ORG_ENV = "TALLYFY_ORG_ID"
 API_URL_ENV = "TALLYFY_API_URL"
+MAX_TOKEN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,18 @@ def read_token(*, token_file: Path | None, environ: Mapping[str, str]) -> Token:
     """The token from --token-file if given, else from the environment."""
     if token_file is not None:
         try:
-            value = token_file.read_text(encoding="utf-8").strip()
+            with token_file.open("rb") as stream:
+                raw = stream.read(MAX_TOKEN_BYTES + 1)
+            value = raw.decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"Cannot read the token file {token_file}: {exc}.") from None
+            # The message of a decoding error quotes bytes of the file, which is the secret.
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+            raise ConfigError(f"Cannot read the token file {token_file}: {reason}.") from None
+        if len(raw) > MAX_TOKEN_BYTES:
+            raise ConfigError(
+                f"The token file {token_file} is larger than {MAX_TOKEN_BYTES} bytes; it holds "
+                "something other than an access token."
+            )
         where = f"the token file {token_file}"
     else:
         value = environ.get(TOKEN_ENV, "").strip()
@@ -102,4 +112,9 @@ def read_token(*, token_file: Path | None, environ: Mapping[str, str]) -> Token:
         )
     if any(ch.isspace() for ch in value):
         raise ConfigError(f"The access token in {where} contains white space; it cannot be valid.")
+    if not (value.isascii() and value.isprintable()):
+        raise ConfigError(
+            f"The access token in {where} contains characters other than printable ASCII; it "
+            "cannot be valid (copy it again from Settings > Integrations > REST API)."
+        )
     return Token(value)

@@ -11,7 +11,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,9 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StateFileError(_syntax_problems(exc, shown, locator)) from None
+    except RecursionError:
+        message = "invalid TOML: arrays or inline tables nested too deeply to read"
+        raise StateFileError([Problem(shown, None, None, message)]) from None
     problems: list[Problem] = []
     settings = _tallyfy_settings(document, shown, locator, problems)
     safety = _safety_settings(document, shown, locator, problems)
@@ -104,7 +107,8 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
         if key not in TOP_LEVEL_KEYS:
             problems.append(_unknown_key(shown, locator, (key,), key, TOP_LEVEL_KEYS))
     if problems:
-        raise StateFileError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
+        shown_problems = [replace(p, key=_printable(p.key)) for p in problems]
+        raise StateFileError(sorted(shown_problems, key=lambda p: (p.line or 0, p.key or "")))
     return StateFile(
         path=shown,
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -117,15 +121,23 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
 def _read_bytes(path: Path, shown: str) -> bytes:
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            message = f"the file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
-            raise StateFileError([Problem(shown, None, None, message)])
-        return path.read_bytes()
+        # Reading one byte past the limit also stops files whose size stat() does not tell
+        # (a pipe, /dev/zero).
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         message = "no such file (create one from state.example.toml, or name another file)"
         raise StateFileError([Problem(shown, None, None, message)]) from None
     except OSError as exc:
         raise StateFileError([Problem(shown, None, None, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        message = (
+            f"the file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
+            if size > MAX_FILE_BYTES
+            else f"the file holds more than the limit of {MAX_FILE_BYTES} bytes"
+        )
+        raise StateFileError([Problem(shown, None, None, message)])
+    return raw
 
 
 def _decode(raw: bytes, shown: str) -> str:
@@ -335,4 +347,21 @@ class _Locator:
 
 
 def _parts(dotted: str) -> tuple[str, ...]:
-    return tuple(part.strip("\"'") for part in _SPLIT.findall(dotted))
+    return tuple(_unquote(part) for part in _SPLIT.findall(dotted))
+
+
+def _unquote(part: str) -> str:
+    """A key as TOML reads it: basic strings ("...") may hold escapes such as \\n."""
+    if part.startswith('"'):
+        try:
+            return str(tomllib.loads(f"k = {part}")["k"])
+        except tomllib.TOMLDecodeError:
+            return part.strip('"')
+    return part.strip("'")
+
+
+def _printable(key: str | None) -> str | None:
+    """Keys go into one-line messages: control characters are shown escaped."""
+    if key is None or key.isprintable():
+        return key
+    return key.encode("unicode_escape").decode("ascii")

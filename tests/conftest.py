@@ -1,18 +1,26 @@
-"""Shared fixtures: the demo organization in the sandbox, in-process or over real HTTP."""
+"""Shared fixtures: the demo organization in the sandbox, in-process or over real HTTP; and the
+suite-wide guards (at the end of this file) that watch every test for a leaked token and for a
+write request reconcile must never send."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+import logging
+import os
+import re
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from reconcile.cli import cli
-from reconcile.config import Target, Token
-from reconcile.sandbox import Sandbox, serve
+from reconcile.config import TOKEN_ENV, Target, Token
+from reconcile.sandbox import LoggedRequest, Sandbox, serve
 from reconcile.tallyfy import TallyfyClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +43,13 @@ DEMO_ARCHIVED = frozenset({DEMO_IDS[2], DEMO_IDS[8], DEMO_IDS[9]})
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
-    return Sandbox.from_seed(DEMO_SEED)
+def sandbox() -> Iterator[Sandbox]:
+    """The demo organization. At teardown its request log is checked for forbidden writes."""
+    emulator = Sandbox.from_seed(DEMO_SEED)
+    yield emulator
+    forbidden = [f"{r.method} {r.path}" for r in emulator.requests if not allowed_request(r)]
+    GUARD.requests_checked += len(emulator.requests)
+    assert not forbidden, f"the sandbox received requests reconcile must never send: {forbidden}"
 
 
 @pytest.fixture
@@ -84,3 +97,160 @@ def json_checksum(state_file: Path | str) -> str:
     assert result.exit_code == 0, result.output
     checksum: str = json.loads(result.stdout)["checksum"]
     return checksum
+
+
+# --- Suite-wide guards ------------------------------------------------------------------------
+#
+# Whatever file a test is in, it is watched for two things:
+#
+# 1. Forbidden requests. reconcile may only read (GET, HEAD), archive (DELETE .../runs/{id}) and
+#    activate (PUT .../runs/{id}/activate); never the permanent delete (DELETE
+#    .../runs/{id}/delete), never PUT .../runs/{id}, never anything else. Checked on every request
+#    reconcile's client sends in this process (it logs each one on the "reconcile.http" logger,
+#    which is set to DEBUG for the whole session) and on the request log of every `sandbox`
+#    fixture, which also sees the requests of subprocesses.
+# 2. The token. No CLI output (stdout and stderr), exception or traceback, log record, or file
+#    the CLI wrote may contain an access token. Every `CliRunner.invoke` of the session is
+#    observed (the token is whatever TALLYFY_ACCESS_TOKEN or --token-file held for that run,
+#    plus every token seen before); tests that run a subprocess pass its output to
+#    `check_no_secret`. `reconcile sandbox` is exempt: printing its own token is its job.
+#
+# A violation fails the test it happens in. The terminal summary prints what was checked.
+
+_RUN_PATH = re.compile(r"/organizations/[^/]+/runs/[0-9a-f]{32}")
+_MIN_SECRET = 8  # shorter strings would match ordinary output by chance
+
+
+def allowed_request(request: LoggedRequest) -> bool:
+    """Whether reconcile may send this request: reads, archive and activate, nothing else."""
+    if request.method in ("GET", "HEAD"):
+        return True
+    if request.method == "DELETE":
+        return _RUN_PATH.fullmatch(request.path) is not None
+    if request.method == "PUT":
+        return _RUN_PATH.fullmatch(request.path.removesuffix("/activate")) is not None and (
+            request.path.endswith("/activate")
+        )
+    return False
+
+
+class _Guard(logging.Handler):
+    """Collects what the session checked and every violation, per test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.secrets: set[str] = {TOKEN}
+        self.violations: list[str] = []
+        self.requests_checked = 0
+        self.outputs_checked = 0
+        self.files_checked = 0
+        self.records_checked = 0
+
+    def add_secret(self, value: str | None) -> None:
+        if value and len(value.strip()) >= _MIN_SECRET:
+            self.secrets.add(value.strip())
+
+    def leaks(self, text: str) -> list[str]:
+        return sorted(secret for secret in self.secrets if secret in text)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records_checked += 1
+        leaked = self.leaks(record.getMessage())
+        if leaked:
+            self.violations.append(f"log record {record.getMessage()!r} holds a token")
+        args = record.args
+        if record.name == "reconcile.http" and isinstance(args, tuple) and len(args) == 3:
+            method, path = str(args[0]), str(args[1])
+            self.requests_checked += 1
+            logged = LoggedRequest(method, path, {}, 0, None, method not in ("GET", "HEAD"))
+            if not allowed_request(logged):
+                self.violations.append(f"reconcile sent a forbidden request: {method} {path}")
+
+
+GUARD = _Guard()
+FIGURES: Counter[str] = Counter()
+"""Figures some tests add up (faults injected, bad inputs tried...), printed after the run."""
+
+
+def check_no_secret(text: str, where: str) -> None:
+    """Fail if `text` (an output of reconcile) contains any token seen in this session."""
+    GUARD.outputs_checked += 1
+    leaked = GUARD.leaks(text)
+    assert not leaked, f"{where} contains an access token"
+
+
+def _path_args(args: Iterable[str]) -> list[Path]:
+    return [Path(arg.split("=", 1)[-1]) for arg in args if os.sep in arg]
+
+
+def _files(folders: Iterable[Path]) -> dict[Path, int]:
+    return {
+        path: path.stat().st_mtime_ns
+        for folder in folders
+        if folder.is_dir()
+        for path in folder.iterdir()
+        if path.is_file()
+    }
+
+
+def _observed_invoke(original: Any) -> Any:
+    def invoke(self: CliRunner, cli: Any, args: Any = None, **kwargs: Any) -> Result:
+        argv = [args] if isinstance(args, str) else [str(arg) for arg in args or ()]
+        env = kwargs.get("env") or {}
+        GUARD.add_secret(env.get(TOKEN_ENV) or os.environ.get(TOKEN_ENV))
+        token_files = set()
+        for flag, value in itertools.pairwise(argv):
+            if flag == "--token-file" and Path(value).is_file():
+                token_files.add(Path(value).resolve())
+                GUARD.add_secret(Path(value).read_text(encoding="utf-8", errors="replace"))
+        folders = {Path.cwd(), *(path.parent for path in _path_args(argv))}
+        before = _files(folders)
+        result: Result = original(self, cli, args, **kwargs)
+        if "sandbox" in argv:
+            return result
+        where = f"`reconcile {' '.join(argv)}`"
+        check_no_secret(result.output, f"the output of {where}")
+        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+            trace = "".join(traceback.format_exception(*result.exc_info))
+            check_no_secret(trace, f"the exception raised by {where}")
+        for path, mtime in _files(folders).items():
+            if before.get(path) != mtime and path.resolve() not in token_files:
+                GUARD.files_checked += 1
+                text = path.read_text(encoding="utf-8", errors="replace")
+                check_no_secret(text, f"the file {path} written by {where}")
+        return result
+
+    return invoke
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_guard() -> Iterator[None]:
+    logger = logging.getLogger("reconcile")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(GUARD)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CliRunner, "invoke", _observed_invoke(CliRunner.invoke))
+        yield
+    logger.removeHandler(GUARD)
+    logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _test_guard() -> Iterator[None]:
+    GUARD.violations.clear()
+    yield
+    violations, GUARD.violations[:] = list(GUARD.violations), []
+    assert not violations, "\n".join(violations)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.write_line(
+            "figures: " + ", ".join(f"{name} {count}" for name, count in sorted(FIGURES.items()))
+        )
+    terminalreporter.write_line(
+        f"guards: {GUARD.requests_checked} requests checked for forbidden writes; "
+        f"{GUARD.outputs_checked} outputs, {GUARD.files_checked} written files and "
+        f"{GUARD.records_checked} log records checked for {len(GUARD.secrets)} tokens"
+    )

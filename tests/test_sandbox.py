@@ -745,7 +745,9 @@ def test_faults_match_method_and_path_and_count_down(demo: Sandbox) -> None:
 
 
 def test_fault_kinds_are_checked() -> None:
-    with pytest.raises(ValueError, match="unknown fault kind 'timeout'"):
+    with pytest.raises(ValueError, match="unknown fault kind 'hang'"):
+        Fault("hang")
+    with pytest.raises(ValueError, match="a timeout fault needs a delay"):
         Fault("timeout")
     with pytest.raises(ValueError, match="times >= 1"):
         Fault("drop", times=0)

@@ -114,11 +114,15 @@ def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False)
     for result in report.succeeded:
         done[result.change.action] += 1
     line = (
-        f"Apply finished: {done[Action.ARCHIVE]} archived, {done[Action.ACTIVATE]} activated, "
-        f"{len(report.failed)} failed."
+        f"Apply {'interrupted' if report.stopped else 'finished'}: {done[Action.ARCHIVE]} "
+        f"archived, {done[Action.ACTIVATE]} activated, {len(report.failed)} failed"
+        + (f", {len(report.not_started)} not started." if report.stopped else ".")
     )
-    stream.write("\n" + _paint(line, "red" if report.failed else "bold", colour) + "\n")
+    alarming = report.failed or report.stopped
+    stream.write("\n" + _paint(line, "red" if alarming else "bold", colour) + "\n")
     for result in report.failed:
         stream.write(
             f"  failed: {result.change.run_id} ({result.change.action.value}): {result.detail}\n"
         )
+    for result in report.not_started:
+        stream.write(f"  not started: {result.change.run_id} ({result.change.action.value})\n")

@@ -1,11 +1,16 @@
 """Injected faults: answers a real server or the network in front of it can give by accident.
 
 Two families:
-- `status`, `html` and `drop` replace the answer. By default the request is not carried out
-  (the failure happened before the API); with `after_effect=True` it is carried out first, which
-  is the ambiguous write a client cannot tell apart from a failed one.
-- `truncated`, `missing_archived_at`, `wrong_id` and `slow` distort or delay a real answer, so
-  the request is always carried out.
+- `status`, `html`, `drop` and `timeout` replace the answer. By default the request is not
+  carried out (the failure happened before the API); with `after_effect=True` it is carried out
+  first, which is the ambiguous write a client cannot tell apart from a failed one.
+- `truncated`, `missing_archived_at`, `wrong_id`, `wrong_count` (a listing page whose
+  `meta.pagination.count` is one more than the runs it holds) and `slow` distort or delay a real
+  answer, so the request is always carried out.
+
+A 429 storm is `Fault("status", status=429, times=N)`: N requests in a row are refused, each with
+`Retry-After: retry_after`. A timeout is `Fault("timeout", delay=D)` with D longer than the
+client's timeout: the server holds the request for D seconds and then hangs up without an answer.
 """
 
 from __future__ import annotations
@@ -16,9 +21,19 @@ from dataclasses import dataclass, replace
 from reconcile.sandbox.responses import HTML_TYPE, SandboxResponse, encode, for_status, reason
 
 KINDS = frozenset(
-    {"status", "html", "truncated", "missing_archived_at", "wrong_id", "drop", "slow"}
+    {
+        "status",
+        "html",
+        "truncated",
+        "missing_archived_at",
+        "wrong_id",
+        "wrong_count",
+        "drop",
+        "slow",
+        "timeout",
+    }
 )
-_REPLACING = frozenset({"status", "html", "drop"})
+_REPLACING = frozenset({"status", "html", "drop", "timeout"})
 _HTML = (
     "<!DOCTYPE html>\n<html><head><title>{status} {phrase}</title></head>\n"
     "<body><h1>{phrase}</h1><p>Served by a proxy, not by the API.</p></body></html>\n"
@@ -40,7 +55,7 @@ class Fault:
     retry_after: float = 1.0
     """Retry-After of a `status` fault with status 429."""
     delay: float = 0.0
-    """Seconds a `slow` fault waits before answering."""
+    """Seconds a `slow` fault waits before answering, or a `timeout` fault before hanging up."""
     after_effect: bool = False
 
     def __post_init__(self) -> None:
@@ -48,6 +63,8 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {sorted(KINDS)}")
         if self.times < 1:
             raise ValueError("a fault must affect at least one request (times >= 1)")
+        if self.kind == "timeout" and self.delay <= 0:
+            raise ValueError("a timeout fault needs a delay longer than the client's timeout")
 
     @property
     def skips_operation(self) -> bool:
@@ -92,9 +109,9 @@ class FaultQueue:
 
 
 def replacement(fault: Fault) -> SandboxResponse:
-    """The answer of a fault that replaces the real one (`status`, `html`, `drop`)."""
-    if fault.kind == "drop":
-        return SandboxResponse(0, drop=True)
+    """The answer of a fault that replaces the real one (`status`, `html`, `drop`, `timeout`)."""
+    if fault.kind in ("drop", "timeout"):
+        return SandboxResponse(0, delay=fault.delay, drop=True)
     if fault.kind == "html":
         page = _HTML.format(status=fault.status, phrase=reason(fault.status)).encode()
         return SandboxResponse(fault.status, {"Content-Type": HTML_TYPE}, page)
@@ -116,7 +133,14 @@ def distort(fault: Fault, response: SandboxResponse) -> SandboxResponse:
         payload = json.loads(response.body)
     except ValueError:
         return response
-    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return response
+    if fault.kind == "wrong_count":
+        pagination = payload.get("meta", {}).get("pagination")
+        if isinstance(pagination, dict) and isinstance(pagination.get("count"), int):
+            pagination["count"] += 1
+        return replace(response, body=encode(payload))
+    data = payload.get("data")
     runs = data if isinstance(data, list) else [data]
     for run in runs:
         if isinstance(run, dict) and "id" in run:

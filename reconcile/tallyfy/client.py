@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ PAGE_SIZE = 100  # the documented cap for per_page
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how long to retry. 429 is retried for every method (the server did nothing);
-    5xx and network errors only for reads, because a write may have happened."""
+    """When and how long to retry. 429 is retried for every method (the server did nothing),
+    until the deadline however many come; 5xx and network errors only for reads, because a write
+    may have happened, and at most `max_attempts` times."""
 
     max_attempts: int = 5
     deadline: float = 300.0
@@ -65,6 +67,7 @@ class TallyfyClient:
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.target = target
+        self.parallelism = parallelism
         self._token = token
         self._retry = retry
         self._slots = asyncio.Semaphore(parallelism)
@@ -185,7 +188,10 @@ class TallyfyClient:
         """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
         shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
         started = time.monotonic()
-        for attempt in range(1, self._retry.max_attempts + 1):
+        # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
+        # said when to come back), so rate-limited work only gives up at the deadline.
+        attempt = 0
+        while True:
             await self._wait_for_resume()
             try:
                 async with self._slots:
@@ -193,6 +199,17 @@ class TallyfyClient:
                     response = await self._http.request(method, path, params=params)
             except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                untrusted = _certificate_error(exc)
+                if untrusted is not None:
+                    raise ApiError(
+                        f"The API's TLS certificate was not accepted ({untrusted}). Verification "
+                        "is always on; if your network re-signs TLS with its own certificate "
+                        "authority, point SSL_CERT_FILE at a CA bundle that includes it.",
+                        method=method,
+                        path=shown,
+                        run_id=run_id,
+                    ) from None
+                attempt += 1
                 if method in READ_METHODS and self._may_retry(attempt, started):
                     await asyncio.sleep(self._backoff(attempt))
                     continue
@@ -210,13 +227,14 @@ class TallyfyClient:
                 self._resume_at = max(self._resume_at, time.monotonic() + delay)
                 if self._may_retry(attempt, started, delay):
                     continue
-            elif status >= 500 and method in READ_METHODS and self._may_retry(attempt, started):
-                await asyncio.sleep(self._backoff(attempt))
-                continue
+            elif status >= 500 and method in READ_METHODS:
+                attempt += 1
+                if self._may_retry(attempt, started):
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
             if status >= 400:
                 raise self._error(response, method, shown, run_id)
             return self._json(response, method, shown, run_id)
-        raise AssertionError("unreachable: the last attempt always returns or raises")
 
     def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
         elapsed = time.monotonic() - started + delay
@@ -313,6 +331,18 @@ class TallyfyClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token.value, "***")
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """The reason when `exc` comes from a failed certificate check; retrying cannot help then."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps twice; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

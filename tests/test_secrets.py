@@ -1,0 +1,289 @@
+"""Secrets and trust: the token never shows, TLS is always verified, plain http only on loopback,
+only the two planned writes are ever sent, and 401/403 say what to do. The suite-wide guards in
+conftest.py check every other test for a leaked token and for forbidden requests as well."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.cli import cli
+from reconcile.sandbox import Fault, LoggedRequest, Sandbox, serve
+from tests.conftest import (
+    DEMO_IDS,
+    ORG,
+    ROOT,
+    TOKEN,
+    allowed_request,
+    check_no_secret,
+    sandbox_states,
+)
+
+EXAMPLE = ROOT / "state.example.toml"
+SECRET = "tok-9f8e7d6c5b4a3f2e1d0c"  # a token the sandbox does not accept
+RUN_PATHS = [f"/organizations/{ORG}/runs/{DEMO_IDS[n]}" for n in (0, 3)]
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def reconcile(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m reconcile` in a real process, so --debug's logging reaches its stderr."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "reconcile", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    check_no_secret(completed.stdout + completed.stderr, f"the output of reconcile {args}")
+    return completed
+
+
+def test_debug_trace_under_faults_never_shows_the_token(tmp_path: Path) -> None:
+    sandbox = Sandbox.from_seed(ROOT / "examples" / "demo-org.toml")
+    sandbox.inject(Fault("status", method="GET", status=503))
+    sandbox.inject(Fault("status", status=429, retry_after=0, times=2))
+    sandbox.inject(Fault("status", method="DELETE", status=500, after_effect=True))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with serve(sandbox) as running:
+        env = {"TALLYFY_API_URL": running.url, "TALLYFY_ORG_ID": ORG}
+        applied = reconcile(
+            "--debug",
+            "apply",
+            str(EXAMPLE),
+            "--auto-approve",
+            "--token-file",
+            str(token_file),
+            env=env,
+        )
+        refused = reconcile(
+            "--debug", "plan", str(EXAMPLE), env={**env, "TALLYFY_ACCESS_TOKEN": SECRET}
+        )
+    assert applied.returncode == 0, applied.stderr
+    trace = applied.stderr.splitlines()
+    assert f"debug: reconcile.http: GET /organizations/{ORG}/runs -> 503" in trace
+    archived = [f"debug: reconcile.http: DELETE {path} -> 500" for path in RUN_PATHS]
+    assert any(line in trace for line in archived)
+    assert sum(line.endswith("-> 429") for line in trace) == 2
+    # --debug shows the traceback of an expected failure too; the token is not in it.
+    assert refused.returncode == 1
+    assert "Traceback (most recent call last)" in refused.stderr
+    assert "reconcile.errors.AuthError: The API refused the access token." in refused.stderr
+    assert SECRET not in refused.stderr + refused.stdout
+    assert TOKEN not in applied.stdout + applied.stderr
+
+
+def test_the_token_file_is_used_and_never_echoed(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", "not-the-token-at-all")
+    token_file = tmp_path / "token"
+    token_file.write_text(f"  {TOKEN}\n")
+    result = run("apply", str(EXAMPLE), "--auto-approve", "--token-file", str(token_file))
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    assert "not-the-token-at-all" not in result.output
+
+
+def test_a_refused_token_says_how_to_get_a_new_one(
+    sandbox: Sandbox, cli_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", SECRET)
+    result = run("plan", str(EXAMPLE))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: The API refused the access token. Personal access tokens expire after 6 months "
+        "and stop working when their user logs out of the web app; create a new one under "
+        "Settings > Integrations > REST API and set TALLYFY_ACCESS_TOKEN. (request: GET "
+        f'/organizations/{ORG}/runs, HTTP 401) The API said: "Unauthenticated.".\n'
+    )
+    assert sandbox.writes == []
+
+
+def test_a_light_user_is_told_whose_permission_is_missing(sandbox: Sandbox, cli_env: str) -> None:
+    sandbox.behaviour = replace(sandbox.behaviour, can_archive=False)
+    result = run("apply", str(EXAMPLE), "--auto-approve")
+    assert result.exit_code == 1
+    assert "Apply finished: 0 archived, 0 activated, 3 failed." in result.stdout
+    assert (
+        f"  failed: {DEMO_IDS[0]} (archive): The token's user lacks permission for run "
+        f"{DEMO_IDS[0]}. Archiving and activating need a member or administrator (light users "
+        "cannot archive)"
+    ) in result.stdout
+    assert "You don't have permission to archive this process." in result.stdout
+    assert "You don't have permission to activate this process." in result.stdout
+    assert [w.status for w in sandbox.writes] == [403, 403, 403]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://go.tallyfy.com/api",
+        "http://10.0.0.8:8080/api",
+        "http://localhost.example.com/api",
+        "http://127.0.0.1.nip.io/api",
+        "http://[fe80::1]/api",
+    ],
+)
+def test_plain_http_is_refused_off_loopback(sandbox: Sandbox, cli_env: str, url: str) -> None:
+    result = run("apply", str(EXAMPLE), "--auto-approve", "--api-url", url)
+    assert result.exit_code == 1
+    assert "uses plain http to a host that is not loopback" in result.stderr
+    assert sandbox.requests == []
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (needs the openssl command)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@contextlib.contextmanager
+def tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
+    """A TLS endpoint on loopback that forwards to the sandbox's plain-HTTP port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def forward(connection: socket.socket) -> None:
+        connection.settimeout(5)  # a client that never finishes its handshake gives up a thread
+        try:
+            secured = context.wrap_socket(connection, server_side=True)
+        except OSError:  # SSLError included: the client refused our certificate
+            connection.close()
+            return
+        secured.settimeout(None)
+        upstream = socket.create_connection(("127.0.0.1", port))
+        threading.Thread(target=pump, args=(upstream, secured), daemon=True).start()
+        pump(secured, upstream)
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            threading.Thread(target=forward, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+def test_tls_is_verified_and_a_ca_bundle_comes_from_ssl_cert_file(
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    monkeypatch.setenv("TALLYFY_ORG_ID", ORG)
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", TOKEN)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with serve(sandbox) as running, tls_in_front(running.port, cert, key) as port:
+        monkeypatch.setenv("TALLYFY_API_URL", f"https://127.0.0.1:{port}/api")
+        untrusted = run("apply", str(EXAMPLE), "--auto-approve")
+        assert untrusted.exit_code == 1
+        assert untrusted.stderr.startswith(
+            "Error: The API's TLS certificate was not accepted (self-signed certificate)."
+        )
+        assert "point SSL_CERT_FILE at a CA bundle" in untrusted.stderr
+        assert sandbox.requests == [], "not one request may pass an unverified connection"
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = run("apply", str(EXAMPLE), "--auto-approve")
+    assert trusted.exit_code == 0, trusted.output
+    assert "Apply finished: 2 archived, 1 activated, 0 failed." in trusted.stdout
+    assert sandbox_states(sandbox, (DEMO_IDS[0], DEMO_IDS[2])) == {
+        DEMO_IDS[0]: "archived",
+        DEMO_IDS[2]: "active",
+    }
+
+
+# --- the guards themselves --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", f"/organizations/{ORG}/runs", True),
+        ("GET", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}", True),
+        ("DELETE", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}", True),
+        ("PUT", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}/activate", True),
+        ("DELETE", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}/delete", False),
+        ("PUT", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}", False),
+        ("DELETE", f"/organizations/{ORG}/runs", False),
+        ("POST", f"/organizations/{ORG}/runs", False),
+        ("PATCH", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}", False),
+        ("PUT", f"/organizations/{ORG}/runs/{DEMO_IDS[0]}/activate/x", False),
+    ],
+)
+def test_the_request_guard_tells_planned_writes_from_forbidden_ones(
+    method: str, path: str, allowed: bool
+) -> None:
+    request = LoggedRequest(method, path, {}, 200, None, method not in ("GET", "HEAD"))
+    assert allowed_request(request) is allowed
+
+
+def test_the_token_guard_catches_a_leak() -> None:
+    check_no_secret("Error: nothing secret here", "a clean output")
+    with pytest.raises(AssertionError, match="a leaky output contains an access token"):
+        check_no_secret(f"Authorization: Bearer {TOKEN}", "a leaky output")
