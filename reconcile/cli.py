@@ -13,12 +13,19 @@ from typing import Any, NoReturn, TextIO, TypeVar
 import click
 
 from reconcile import __version__
-from reconcile.apply import ApplyReport, apply_plan
-from reconcile.config import read_token, resolve_target
+from reconcile.apply import ApplyReport, Result, apply_plan
+from reconcile.config import (
+    DEFAULT_PARALLELISM,
+    DEFAULT_RATE_LIMIT,
+    read_token,
+    resolve_pace,
+    resolve_target,
+)
 from reconcile.errors import ReconcileError, SafetyError
 from reconcile.plan import Plan, build_plan
 from reconcile.render import render_plan, render_result, render_summary
-from reconcile.state import RunState, StateFile, load_state
+from reconcile.render.progress import ProgressLine
+from reconcile.state import MAX_PARALLELISM, RunState, StateFile, load_state
 from reconcile.tallyfy import Fetch, TallyfyClient, observe
 
 EXIT_OK = 0
@@ -96,10 +103,16 @@ def _connection_options(f: F) -> F:
         ),
         click.option(
             "--parallelism",
-            type=click.IntRange(1, 64),
-            default=8,
-            show_default=True,
-            help="Requests in flight at once.",
+            type=click.IntRange(1, MAX_PARALLELISM),
+            help=f"Requests in flight at once [state file: parallelism; default "
+            f"{DEFAULT_PARALLELISM}].",
+        ),
+        click.option(
+            "--rate-limit",
+            type=click.IntRange(0),
+            help=f"Requests per rolling minute, 0 for no limit of our own; the API's Retry-After "
+            f"and rate-limit headers are obeyed either way [state file: rate_limit; default "
+            f"{DEFAULT_RATE_LIMIT}].",
         ),
     ]
     for option in reversed(options):
@@ -162,9 +175,23 @@ def apply(state_file: Path, auto_approve: bool, **connection: Any) -> None:
                 return None
             _confirm(len(planned.changes), auto_approve)
             click.echo("")
-            return await apply_plan(
-                client, planned, on_result=lambda r: render_result(r, sys.stdout, colour=colour)
-            )
+            applying = _progress("Applying", "changes")
+            finished = 0
+
+            def show(result: Result) -> None:
+                nonlocal finished
+                finished += 1
+                if applying is not None:
+                    applying.clear()
+                render_result(result, sys.stdout, colour=colour)
+                sys.stdout.flush()
+                if applying is not None:
+                    applying.update(finished, len(planned.changes))
+
+            report = await apply_plan(client, planned, on_result=show)
+            if applying is not None:
+                applying.clear()
+            return report
 
     report = asyncio.run(run())
     if report is not None:
@@ -196,11 +223,25 @@ def _open(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, Tall
         settings=state.tallyfy,
     )
     token = read_token(token_file=connection["token_file"], environ=os.environ)
-    return state, TallyfyClient(target, token, parallelism=connection["parallelism"])
+    pace = resolve_pace(
+        parallelism_flag=connection["parallelism"],
+        rate_limit_flag=connection["rate_limit"],
+        settings=state.tallyfy,
+    )
+    client = TallyfyClient(target, token, parallelism=pace.parallelism, rate_limit=pace.rate_limit)
+    return state, client
+
+
+def _progress(label: str, unit: str) -> ProgressLine | None:
+    """A progress line on stderr, only when stderr is a terminal (never in logs or pipes)."""
+    return ProgressLine(sys.stderr, label, unit) if sys.stderr.isatty() else None
 
 
 async def _plan(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
-    observed = await observe(client, state.runs, fetch)
+    reading = _progress("Reading runs", "requests")
+    observed = await observe(client, state.runs, fetch, reading.update if reading else None)
+    if reading is not None:
+        reading.clear()
     return build_plan(state, observed, org_id=client.target.org_id, api_url=client.target.api_url)
 
 
