@@ -52,7 +52,7 @@ class World:
         flip = set(rng.sample(range(declared), round(declared * drifted)))
         lines = [f'[tallyfy]\norg_id = "{ORG}"\n\n[runs]']
         for index, (run_id, archived) in enumerate(picked[:first]):
-            archived ^= index in flip
-            lines.append(f'{run_id} = "{"archived" if archived else "active"}"')
+            wanted = archived != (index in flip)
+            lines.append(f'{run_id} = "{"archived" if wanted else "active"}"')
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

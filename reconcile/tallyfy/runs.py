@@ -9,7 +9,7 @@ from typing import Any
 from reconcile.state import ID_PATTERN, RunState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedRun:
     """A run as the API reported it."""
 
