@@ -9,6 +9,11 @@ import asyncio
 import heapq
 import itertools
 import math
+import os
+import pty
+import select
+import subprocess
+import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,16 +24,20 @@ from click.testing import CliRunner
 
 from reconcile.cli import cli
 from reconcile.config import (
+    DEFAULT_PARALLELISM,
     DEFAULT_RATE_LIMIT,
+    Pace,
     Target,
     Token,
+    resolve_pace,
 )
-from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun
+from reconcile.errors import StateFileError
+from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun, serve
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
-from reconcile.state import load_state
+from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.pacing import Clock, Pacer
-from tests.conftest import ORG, TOKEN, write_state
+from tests.conftest import ORG, TOKEN, sandbox_states, write_state
 
 T = TypeVar("T")
 ACTIVE_RUNS, ARCHIVED_RUNS = 250, 120
@@ -321,3 +330,105 @@ def test_after_a_429_the_pause_holds_every_request(tmp_path: Path) -> None:
     assert statuses(org) == [429, 200, 200, 200, 200, 200, 200]
     assert sim.now() - start >= 45
     assert reader.pacer.throttled == 1
+
+
+# --- writes, settings, progress -----------------------------------------------------------
+
+
+def test_apply_writes_once_per_change(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
+    flipped = frozenset(range(0, ACTIVE_RUNS + ARCHIVED_RUNS, 9))
+    path = declare(tmp_path / "state.toml", range(ACTIVE_RUNS + ARCHIVED_RUNS), flipped)
+    code, stdout, stderr = invoke("apply", str(path), "--auto-approve", "--parallelism", "5")
+    assert (code, stderr) == (0, "")
+    to_archive = sum(1 for n in flipped if n < ACTIVE_RUNS)
+    assert stdout.endswith(
+        f"Apply finished: {to_archive} archived, {len(flipped) - to_archive} activated, 0 failed.\n"
+    )
+    assert len(sandbox.writes) == len(flipped)
+    assert sorted(w.run_id or "" for w in sandbox.writes) == sorted(run_id(n) for n in flipped)
+    code, stdout, _ = invoke("plan", str(path), "--detailed-exitcode", "--rate-limit", "0")
+    assert code == 0
+    assert len(sandbox.writes) == len(flipped)
+
+
+def test_pace_settings_flag_then_file_then_default() -> None:
+    in_file = TallyfySettings(parallelism=3, rate_limit=0)
+    assert resolve_pace(parallelism_flag=5, rate_limit_flag=90, settings=in_file) == Pace(5, 90)
+    assert resolve_pace(parallelism_flag=None, rate_limit_flag=None, settings=in_file) == Pace(3, 0)
+    assert resolve_pace(
+        parallelism_flag=None, rate_limit_flag=None, settings=TallyfySettings()
+    ) == Pace(DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT)
+
+
+def test_pace_settings_in_the_state_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        f"[tallyfy]\nparallelism = 16\nrate_limit = 0\n[runs]\n{run_id(1)} = 'active'\n"
+    )
+    assert load_state(good).tallyfy == TallyfySettings(parallelism=16, rate_limit=0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f"[tallyfy]\nparallelism = 0\nrate_limit = '600'\n[runs]\n{run_id(1)} = 'active'\n"
+    )
+    with pytest.raises(StateFileError) as caught:
+        load_state(bad)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{bad}:2: [tallyfy.parallelism] must be a whole number from 1 to 64, not 0",
+        f"{bad}:3: [tallyfy.rate_limit] must be a whole number 0 or more, not '600'",
+    ]
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    """Run `python -m reconcile ARGS` with a pseudo-terminal as stdin, stdout and stderr."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, **env, "NO_COLOR": "1"},
+        cwd=cwd,
+    )
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            if not ready:
+                raise AssertionError(f"no output for 60 s; so far: {output!r}")
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes when the process ends
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        process.wait(timeout=60)
+    assert process.returncode == 0, output
+    return output.decode()
+
+
+def test_progress_only_on_a_terminal(sandbox: Sandbox, tmp_path: Path) -> None:
+    flipped = frozenset({0, 300})
+    path = declare(tmp_path / "state.toml", range(ACTIVE_RUNS + ARCHIVED_RUNS), flipped)
+    with serve(sandbox) as running:
+        env = {
+            "TALLYFY_API_URL": running.url,
+            "TALLYFY_ORG_ID": ORG,
+            "TALLYFY_ACCESS_TOKEN": TOKEN,
+        }
+        # Off a terminal (CliRunner's streams are not one), only the plan is written.
+        result = CliRunner().invoke(cli, ["plan", str(path)], env=env)
+        assert (result.exit_code, result.stderr) == (0, "")
+        assert "\r" not in result.output
+        shown = on_a_terminal(["apply", str(path), "--auto-approve"], env, tmp_path)
+    erase = "\r\x1b[K"
+    assert f"{erase}Reading runs: {PAGES}/{PAGES} requests{erase}" in shown
+    assert f"{erase}Applying: 2/2 changes{erase}" in shown
+    assert "Apply finished: 1 archived, 1 activated, 0 failed." in shown
+    assert sandbox_states(sandbox, (run_id(0), run_id(300))) == {
+        run_id(0): "archived",
+        run_id(300): "active",
+    }

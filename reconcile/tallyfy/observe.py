@@ -30,8 +30,9 @@ class _Tally:
         self.total = 0
 
     def expect(self, requests: int) -> None:
-        self.total += requests
-        self._tell()
+        if requests:
+            self.total += requests
+            self._tell()
 
     def tick(self, _: object = None) -> None:
         """One request answered (also usable as a page callback). Listings without a page count
