@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.world import TOKEN
 from reconcile.apply import apply_plan
+from reconcile.cli import collect_less
 from reconcile.config import Target, Token
 from reconcile.plan import Plan, build_plan
 from reconcile.state import load_state
@@ -102,7 +103,8 @@ async def run(spec: dict[str, Any]) -> list[Step]:
 
 
 def main() -> None:
-    """Entry point of the child process."""
+    """Entry point of the child process, which stands for one `reconcile` command."""
+    collect_less()
     for step in asyncio.run(run(json.loads(sys.argv[1]))):
         sys.stdout.write(json.dumps(asdict(step)) + "\n")
 

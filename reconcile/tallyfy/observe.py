@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from reconcile.errors import UnknownRunsError
@@ -17,8 +15,6 @@ Fetch = Literal["auto", "get", "list"]
 Progress = Callable[[int, int], None]
 """Called with (requests answered, requests expected) as a read goes on."""
 FEW_RUNS = 3  # at or below this, single GETs cost no more than the two listings' first pages
-YOUNG_OBJECTS = 20_000
-"""The collector's first threshold while reading (Python's default is 700)."""
 
 
 class _Tally:
@@ -62,11 +58,10 @@ async def observe(
     """
     wanted = [run.run_id for run in declared]
     tally = _Tally(progress)
-    with _fewer_collections():
-        if fetch == "get" or (fetch == "auto" and len(wanted) <= FEW_RUNS):
-            found = await _get_each(client, wanted, tally)
-        else:
-            found = await _from_listings(client, wanted, tally, decide=fetch == "auto")
+    if fetch == "get" or (fetch == "auto" and len(wanted) <= FEW_RUNS):
+        found = await _get_each(client, wanted, tally)
+    else:
+        found = await _from_listings(client, wanted, tally, decide=fetch == "auto")
     missing = {run_id for run_id in wanted if run_id not in found}
     if missing:
         found.update(await _among_archived(client, missing, tally))
@@ -78,20 +73,6 @@ async def observe(
             [str(run.source) for run in unknown],
         )
     return {run_id: found[run_id] for run_id in wanted}
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Every answer parsed allocates thousands of short-lived objects, and at Python's default
-    thresholds each hundred pages or so trigger a full collection that re-scans everything alive:
-    the declared runs and the runs read so far. Collecting young objects less often keeps those
-    full scans rare; the thresholds are restored afterwards."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], YOUNG_OBJECTS), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 async def _get_each(
