@@ -16,6 +16,9 @@ TOKEN_ENV = "TALLYFY_ACCESS_TOKEN"
 ORG_ENV = "TALLYFY_ORG_ID"
 API_URL_ENV = "TALLYFY_API_URL"
 MAX_TOKEN_BYTES = 64 * 1024
+DEFAULT_PARALLELISM = 8
+DEFAULT_RATE_LIMIT = 600
+"""Requests per rolling minute: the per-user limit Tallyfy's API docs state."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,30 @@ def resolve_target(
             "web app's URL (the segment after https://go.tallyfy.com/)."
         )
     return Target(api_url=check_api_url(api_url), org_id=org_id)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How hard a command may drive the API."""
+
+    parallelism: int
+    rate_limit: int
+    """Requests per rolling minute; 0 means no limit of our own."""
+
+
+def resolve_pace(
+    *, parallelism_flag: int | None, rate_limit_flag: int | None, settings: TallyfySettings
+) -> Pace:
+    """Flag, then the state file, then the default. Unlike the connection settings these have no
+    environment variables: they belong to the organization's state file or to one command."""
+    parallelism = _first(parallelism_flag, settings.parallelism, DEFAULT_PARALLELISM)
+    rate_limit = _first(rate_limit_flag, settings.rate_limit, DEFAULT_RATE_LIMIT)
+    return Pace(parallelism=parallelism, rate_limit=rate_limit)
+
+
+def _first(*values: int | None) -> int:
+    # Not `or`: 0 is a real setting (--rate-limit 0 turns the limit off).
+    return next(value for value in values if value is not None)
 
 
 def check_api_url(url: str) -> str:

@@ -14,15 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from reconcile.errors import Problem, StateFileError
 
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
-TALLYFY_KEYS = ("org_id", "api_url")
+TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit")
 SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs")
+MAX_PARALLELISM = 64
+_WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
+    "parallelism": (1, MAX_PARALLELISM),
+    "rate_limit": (0, None),
+}
 LONG_FORM_KEYS = ("state", "name")
 
 
@@ -60,6 +65,8 @@ class TallyfySettings:
 
     org_id: str | None = None
     api_url: str | None = None
+    parallelism: int | None = None
+    rate_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,10 +189,19 @@ def _tallyfy_settings(
         problems.append(Problem(shown, locator.line("tallyfy"), "tallyfy", "must be a table"))
         return TallyfySettings()
     values: dict[str, str] = {}
+    numbers: dict[str, int] = {}
     for key, value in table.items():
         line = locator.line("tallyfy", key)
         if key not in TALLYFY_KEYS:
             problems.append(_unknown_key(shown, locator, ("tallyfy", key), key, TALLYFY_KEYS))
+        elif key in _WHOLE_NUMBER_KEYS:
+            low, high = _WHOLE_NUMBER_KEYS[key]
+            if _whole_number_between(value, low, high):
+                numbers[key] = value
+            else:
+                allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+                message = f"must be a whole number {allowed}, not {value!r}"
+                problems.append(Problem(shown, line, f"tallyfy.{key}", message))
         elif not isinstance(value, str):
             problems.append(Problem(shown, line, f"tallyfy.{key}", "must be a string"))
         elif key == "org_id" and not ID_PATTERN.fullmatch(value):
@@ -193,7 +209,18 @@ def _tallyfy_settings(
             problems.append(Problem(shown, line, "tallyfy.org_id", message))
         else:
             values[key] = value
-    return TallyfySettings(org_id=values.get("org_id"), api_url=values.get("api_url"))
+    return TallyfySettings(
+        org_id=values.get("org_id"),
+        api_url=values.get("api_url"),
+        parallelism=numbers.get("parallelism"),
+        rate_limit=numbers.get("rate_limit"),
+    )
+
+
+def _whole_number_between(value: object, low: int, high: int | None) -> TypeGuard[int]:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return low <= value and (high is None or value <= high)
 
 
 def _safety_settings(

@@ -76,6 +76,9 @@ class Sandbox:
         self._lock = threading.Lock()
         self._store = RunStore()
         self._store.add(runs)
+        # Encoding a run takes longer than answering for it from the cache; doing it for every run
+        # now keeps a first big listing from paying for it while it holds the lock.
+        self._store.encode_all(behaviour.archive_sets_status)
         self._faults = FaultQueue()
         self._log: list[LoggedRequest] = []
         self._hits: deque[float] = deque()

@@ -162,6 +162,11 @@ class RunStore:
             bisect.insort(self._order["include"], record.key)
             bisect.insort(self._order[self._mode_of(record)], record.key)
 
+    def encode_all(self, archive_sets_status: bool) -> None:
+        """Fill every record's JSON cache (see `RunRecord.encoded`)."""
+        for record in self._runs.values():
+            record.encoded(archive_sets_status)
+
     def set_archived_at(self, record: RunRecord, archived_at: str | None) -> None:
         """Archive (timestamp) or activate (None) a run, keeping the indexes in step."""
         was = self._mode_of(record)

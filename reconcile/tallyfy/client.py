@@ -1,8 +1,8 @@
 """The Tallyfy HTTP client: the only code in reconcile that speaks HTTP.
 
-Base URL, headers, timeouts, retries, the shared pause after a 429, bounded concurrency, pagination
-and the mapping of statuses to exceptions all live here. Tests pass `transport=` to run it against
-the in-process sandbox.
+Base URL, headers, timeouts, retries, pagination and the mapping of statuses to exceptions all
+live here; how fast requests go (concurrency, rate limit, the pause after a 429) is the Pacer's.
+Tests pass `transport=` to run it against the in-process sandbox.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from reconcile.errors import (
     NotFoundError,
     RateLimitError,
 )
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer
 from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
 Archived = Literal["only", "true"]
 T = TypeVar("T")
+PageCallback = Callable[[Page], None]
 READ_METHODS = frozenset({"GET", "HEAD"})
 PAGE_SIZE = 100  # the documented cap for per_page
 
@@ -63,15 +65,19 @@ class TallyfyClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         parallelism: int = 8,
+        rate_limit: int = 0,
         timeout: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """`parallelism` bounds the requests in flight (and the connection pool); `rate_limit` is
+        our own budget of requests per rolling minute, 0 for none (the server's figures and
+        Retry-After are obeyed either way)."""
         self.target = target
         self.parallelism = parallelism
         self._token = token
         self._retry = retry
-        self._slots = asyncio.Semaphore(parallelism)
-        self._resume_at = 0.0
+        self.pacer = Pacer(parallelism=parallelism, per_minute=rate_limit, clock=clock)
         self.requests_sent = 0
         self._origin = _origin(target.api_url)
         self._http = httpx.AsyncClient(
@@ -139,19 +145,28 @@ class TallyfyClient:
         archived: Archived | None = None,
         first: Page | None = None,
         query: Mapping[str, str] | None = None,
+        on_page: PageCallback | None = None,
     ) -> list[ObservedRun]:
         """Every run of a listing, starting from `first` if the caller already has page 1.
         Once a page count is known the other pages are fetched concurrently; without one,
-        `links.next` is followed one page at a time."""
-        first = first or await self.list_page(archived, 1, query)
+        `links.next` is followed one page at a time. `on_page` hears of each page fetched here."""
+
+        def heard(page: Page) -> Page:
+            if on_page is not None:
+                on_page(page)
+            return page
+
+        async def fetch(number: int) -> Page:
+            return heard(await self.list_page(archived, number, query))
+
+        first = first or await fetch(1)
         pages = [first]
         if first.total_pages is not None:
-            rest = range(2, first.total_pages + 1)
-            pages += await asyncio.gather(*(self.list_page(archived, n, query) for n in rest))
+            pages += await asyncio.gather(*(fetch(n) for n in range(2, first.total_pages + 1)))
         else:
             page = first
             while page.next_url is not None and page.runs:
-                page = await self._follow(page.next_url)
+                page = heard(await self._follow(page.next_url))
                 pages.append(page)
         return [run for page in pages for run in page.runs]
 
@@ -192,11 +207,11 @@ class TallyfyClient:
         # said when to come back), so rate-limited work only gives up at the deadline.
         attempt = 0
         while True:
-            await self._wait_for_resume()
             try:
-                async with self._slots:
+                async with self.pacer.turn() as turn:
                     self.requests_sent += 1
                     response = await self._http.request(method, path, params=params)
+                    turn.heard(response.status_code, response.headers)
             except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
                 untrusted = _certificate_error(exc)
@@ -224,7 +239,7 @@ class TallyfyClient:
             status = response.status_code
             if status == 429:
                 delay = self._retry_after(response)
-                self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                self.pacer.pause(delay)
                 if self._may_retry(attempt, started, delay):
                     continue
             elif status >= 500 and method in READ_METHODS:
@@ -254,11 +269,6 @@ class TallyfyClient:
             except (TypeError, ValueError):
                 seconds = self._retry.backoff_base
         return min(max(seconds, 0.0), self._retry.max_retry_after)
-
-    async def _wait_for_resume(self) -> None:
-        pause = self._resume_at - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
 
     def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 from reconcile.state import ID_PATTERN, RunState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tag:
     """A tag on a run, as listed with `with=tags`."""
 
@@ -17,7 +17,7 @@ class Tag:
     title: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedRun:
     """A run as the API reported it. `tags` is filled only when the request asked `with=tags`."""
 

@@ -1,0 +1,36 @@
+"""A progress counter redrawn in place on one terminal line, for long reads and applies."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+_ERASE = "\r\x1b[K"
+
+
+class ProgressLine:
+    """`Reading runs: 120/201 requests`, redrawn at most every `every` seconds (the first and the
+    last count are always drawn). Only for streams that are terminals; `clear` erases it."""
+
+    def __init__(self, stream: TextIO, label: str, unit: str, *, every: float = 0.1) -> None:
+        self._stream = stream
+        self._label = label
+        self._unit = unit
+        self._every = every
+        self._drawn_at: float | None = None
+
+    def update(self, done: int, total: int) -> None:
+        """Show `done` of `total`."""
+        now = time.monotonic()
+        if self._drawn_at is not None and done < total and now - self._drawn_at < self._every:
+            return
+        self._drawn_at = now
+        self._stream.write(f"{_ERASE}{self._label}: {done}/{total} {self._unit}")
+        self._stream.flush()
+
+    def clear(self) -> None:
+        """Erase the line, so that other output starts at the left margin."""
+        if self._drawn_at is not None:
+            self._stream.write(_ERASE)
+            self._stream.flush()
+            self._drawn_at = None
