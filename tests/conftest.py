@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from reconcile.cli import cli
 from reconcile.config import TOKEN_ENV, Target, Token
-from reconcile.sandbox import LoggedRequest, Sandbox, serve
+from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +84,18 @@ def write_state(path: Path, runs: Mapping[str, str], org_id: str | None = None) 
     lines += [f'{run_id} = "{state}"' for run_id, state in runs.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def numbered_runs(archived: list[bool]) -> list[SandboxRun]:
+    """Runs with IDs 1, 2, 3... (as 32 hex digits), archived or not as `archived` says."""
+    return [
+        SandboxRun(
+            id=f"{n + 1:032x}",
+            name=f"Run {n}",
+            archived_at="2026-01-01T00:00:00.000Z" if is_archived else None,
+        )
+        for n, is_archived in enumerate(archived)
+    ]
 
 
 def sandbox_states(sandbox: Sandbox, run_ids: Iterator[str] | tuple[str, ...]) -> dict[str, str]:

@@ -24,6 +24,7 @@ from tests.conftest import (
     ORG,
     TOKEN,
     client_for,
+    numbered_runs,
     sandbox_states,
     write_state,
 )
@@ -171,14 +172,7 @@ def test_apply_converges_and_writes_once_per_change(
 ) -> None:
     """For any start and any declaration: apply writes once per planned change, touches nothing
     undeclared, reaches the declared state, and a fresh plan is empty."""
-    runs = [
-        SandboxRun(
-            id=f"{n + 1:032x}",
-            name=f"Run {n}",
-            archived_at="2026-01-01T00:00:00.000Z" if archived else None,
-        )
-        for n, archived in enumerate(initial)
-    ]
+    runs = numbered_runs(initial)
     sandbox = Sandbox(ORG, TOKEN, runs, replace(behaviour))
     declared = {run.id: want for run, want in zip(runs, desired, strict=False) if want}
     if not declared:

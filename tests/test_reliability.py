@@ -21,10 +21,18 @@ from hypothesis import strategies as st
 from reconcile.apply import apply_plan
 from reconcile.errors import ReconcileError
 from reconcile.plan import build_plan
-from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun
+from reconcile.sandbox import Behaviour, Fault, Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import Fetch, RetryPolicy, observe
-from tests.conftest import FIGURES, ORG, TOKEN, client_for, sandbox_states, write_state
+from tests.conftest import (
+    FIGURES,
+    ORG,
+    TOKEN,
+    client_for,
+    numbered_runs,
+    sandbox_states,
+    write_state,
+)
 
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.002)
 TIMEOUT = 0.02
@@ -129,14 +137,7 @@ def test_apply_under_faults_converges_with_no_write_lost_or_duplicated(
     behaviour: Behaviour,
     fetch: Fetch,
 ) -> None:
-    runs = [
-        SandboxRun(
-            id=f"{n + 1:032x}",
-            name=f"Run {n}",
-            archived_at="2026-01-01T00:00:00.000Z" if archived else None,
-        )
-        for n, archived in enumerate(initial)
-    ]
+    runs = numbered_runs(initial)
     sandbox = Sandbox(ORG, TOKEN, runs, behaviour)
     all_ids = tuple(run.id for run in runs)
     before = sandbox_states(sandbox, all_ids)
