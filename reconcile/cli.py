@@ -236,8 +236,11 @@ def _open(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, Tall
 
 
 def _progress(label: str, unit: str) -> ProgressLine | None:
-    """A progress line on stderr, only when stderr is a terminal (never in logs or pipes)."""
-    return ProgressLine(sys.stderr, label, unit) if sys.stderr.isatty() else None
+    """A progress line on stderr, only when stderr is a terminal (never in logs or pipes) and
+    --debug is not tracing requests there."""
+    if not sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG):
+        return None
+    return ProgressLine(sys.stderr, label, unit)
 
 
 async def _plan(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
