@@ -588,8 +588,11 @@ def _client(settings: TallyfySettings, connection: dict[str, Any]) -> TallyfyCli
 
 
 def _progress(label: str, unit: str) -> ProgressLine | None:
-    """A progress line on stderr, only when stderr is a terminal (never in logs or pipes)."""
-    return ProgressLine(sys.stderr, label, unit) if sys.stderr.isatty() else None
+    """A progress line on stderr, only when stderr is a terminal (never in logs or pipes) and
+    --debug is not tracing requests there."""
+    if not sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG):
+        return None
+    return ProgressLine(sys.stderr, label, unit)
 
 
 async def _plan(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
