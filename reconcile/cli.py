@@ -49,6 +49,14 @@ class _Cli(click.Group):
         with _usage_errors_exit_1():
             return super().make_context(*args, **kwargs)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _refuse_contradicting_options(command, rest)
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with _usage_errors_exit_1():
@@ -70,6 +78,31 @@ def _usage_errors_exit_1() -> Iterator[None]:
         yield
     except click.UsageError as exc:
         raise _BadUsage(exc) from None
+
+
+def _refuse_contradicting_options(command: click.Command, args: list[str]) -> None:
+    """An option given twice with different values is refused rather than "the last one wins":
+    in a CI script, one of the two is a mistake, and which one is not for reconcile to guess."""
+    given: dict[str, list[str]] = {}
+    options = {
+        opt: param.opts[0]
+        for param in command.params
+        if isinstance(param, click.Option) and not (param.is_flag or param.multiple)
+        for opt in param.opts
+    }
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, equals, value = arg.partition("=")
+        if name in options:
+            value = value if equals else (args[index + 1] if index + 1 < len(args) else "")
+            given.setdefault(options[name], []).append(value)
+    for option, values in given.items():
+        if len(set(values)) > 1:
+            shown = ", ".join(repr(value) for value in values)
+            raise click.UsageError(
+                f"{option} is given more than once with different values ({shown}); give it once."
+            )
 
 
 class _BadUsage(click.ClickException):
