@@ -21,6 +21,8 @@ from reconcile.config import TOKEN_ENV, Target, Token
 from reconcile.sandbox import LoggedRequest, Sandbox, serve
 from reconcile.tallyfy import TallyfyClient
 
+pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SEED = ROOT / "examples" / "demo-org.toml"
 ORG = "5e7c0f3a9d2b4c6e8a1f0b3d5c7e9a2b"
