@@ -119,10 +119,8 @@ def allowed_request(request: LoggedRequest) -> bool:
         return True
     if request.method == "DELETE":
         return _RUN_PATH.fullmatch(request.path) is not None
-    if request.method == "PUT":
-        return _RUN_PATH.fullmatch(request.path.removesuffix("/activate")) is not None and (
-            request.path.endswith("/activate")
-        )
+    if request.method == "PUT" and request.path.endswith("/activate"):
+        return _RUN_PATH.fullmatch(request.path.removesuffix("/activate")) is not None
     return False
 
 
@@ -232,7 +230,8 @@ def _session_guard() -> Iterator[None]:
 def _test_guard() -> Iterator[None]:
     GUARD.violations.clear()
     yield
-    violations, GUARD.violations[:] = list(GUARD.violations), []
+    violations = list(GUARD.violations)
+    GUARD.violations.clear()
     assert not violations, "\n".join(violations)
 
 
