@@ -15,7 +15,7 @@ from typing import IO, Any, NoReturn, TextIO, TypeVar
 import click
 
 from reconcile import __version__
-from reconcile.apply import ApplyReport, apply_plan
+from reconcile.apply import ApplyReport, Interruption, apply_plan
 from reconcile.config import read_token, resolve_target
 from reconcile.errors import ReconcileError, SafetyError
 from reconcile.plan import Plan, build_plan
@@ -235,7 +235,7 @@ def apply(state_file: Path, auto_approve: bool, **connection: Any) -> None:
                 return None
             _confirm(len(planned.changes), auto_approve)
             click.echo("")
-            with _signals_stop(stop):
+            with stop.on_signals(announce):
                 return await apply_plan(
                     client,
                     planned,
@@ -243,7 +243,14 @@ def apply(state_file: Path, auto_approve: bool, **connection: Any) -> None:
                     stop=stop,
                 )
 
-    stop = _Stop()
+    def announce(signum: int) -> None:
+        click.echo(
+            f"\nInterrupted ({signal.Signals(signum).name}): no new write will start; "
+            "finishing and checking the writes in flight.",
+            err=True,
+        )
+
+    stop = Interruption()
     report = asyncio.run(run())
     if report is not None:
         render_summary(report, sys.stdout, colour=colour)
@@ -251,38 +258,6 @@ def apply(state_file: Path, auto_approve: bool, **connection: Any) -> None:
             sys.exit(128 + stop.signum)
         if report.failed:
             sys.exit(EXIT_ERROR)
-
-
-class _Stop(asyncio.Event):
-    """Set by SIGINT or SIGTERM during apply; remembers which, for the exit code."""
-
-    signum: int | None = None
-
-
-@contextlib.contextmanager
-def _signals_stop(stop: _Stop) -> Iterator[None]:
-    """While writing, SIGINT and SIGTERM stop new writes instead of killing the process, so
-    writes in flight finish and get checked and the report says what was done."""
-    loop = asyncio.get_running_loop()
-
-    def interrupted(signum: int) -> None:
-        if stop.signum is None:
-            stop.signum = signum
-            click.echo(
-                f"\nInterrupted ({signal.Signals(signum).name}): no new write will start; "
-                "finishing and checking the writes in flight.",
-                err=True,
-            )
-        stop.set()
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    for signum in handled:
-        loop.add_signal_handler(signum, interrupted, signum)
-    try:
-        yield
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
 
 
 def _confirm(count: int, auto_approve: bool) -> None:
