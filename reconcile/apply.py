@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from reconcile.errors import ApiError, BadResponseError
@@ -46,6 +48,34 @@ class ApplyReport:
     @property
     def not_started(self) -> tuple[Result, ...]:
         return tuple(result for result in self.results if not result.started)
+
+
+class Interruption(asyncio.Event):
+    """A stop for `apply_plan` that SIGINT and SIGTERM set while `on_signals` is active."""
+
+    signum: int | None = None
+    """The first signal received, for the exit code (128 + signum)."""
+
+    @contextlib.contextmanager
+    def on_signals(self, announce: Callable[[int], None]) -> Iterator[None]:
+        """Within the block, SIGINT and SIGTERM set this stop instead of ending the process, so
+        the writes in flight finish and get checked; `announce` hears of the first signal."""
+        loop = asyncio.get_running_loop()
+
+        def interrupted(signum: int) -> None:
+            if self.signum is None:
+                self.signum = signum
+                announce(signum)
+            self.set()
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        for signum in handled:
+            loop.add_signal_handler(signum, interrupted, signum)
+        try:
+            yield
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
 
 
 async def apply_plan(

@@ -19,7 +19,7 @@ from typing import IO, Any, NoReturn, TextIO, TypeVar
 import click
 
 from reconcile import __version__
-from reconcile.apply import ApplyReport, Result, apply_plan
+from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
 from reconcile.config import (
     DEFAULT_PARALLELISM,
     DEFAULT_RATE_LIMIT,
@@ -90,6 +90,14 @@ class _Cli(click.Group):
         with _usage_errors_exit_1():
             return super().make_context(*args, **kwargs)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _refuse_contradicting_options(command, rest)
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with _usage_errors_exit_1():
@@ -111,6 +119,31 @@ def _usage_errors_exit_1() -> Iterator[None]:
         yield
     except click.UsageError as exc:
         raise _BadUsage(exc) from None
+
+
+def _refuse_contradicting_options(command: click.Command, args: list[str]) -> None:
+    """An option given twice with different values is refused rather than "the last one wins":
+    in a CI script, one of the two is a mistake, and which one is not for reconcile to guess."""
+    given: dict[str, list[str]] = {}
+    options = {
+        opt: param.opts[0]
+        for param in command.params
+        if isinstance(param, click.Option) and not (param.is_flag or param.multiple)
+        for opt in param.opts
+    }
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, equals, value = arg.partition("=")
+        if name in options:
+            value = value if equals else (args[index + 1] if index + 1 < len(args) else "")
+            given.setdefault(options[name], []).append(value)
+    for option, values in given.items():
+        if len(set(values)) > 1:
+            shown = ", ".join(repr(value) for value in values)
+            raise click.UsageError(
+                f"{option} is given more than once with different values ({shown}); give it once."
+            )
 
 
 class _BadUsage(click.ClickException):
@@ -385,7 +418,7 @@ def apply(
             finished = not report.stopped
             return report
 
-    stop = _Stop()
+    stop = Interruption()
     report: ApplyReport | None = None
     try:
         report = asyncio.run(run())
@@ -409,11 +442,19 @@ def apply(
         sys.exit(EXIT_ERROR)
 
 
+def _announce(signum: int) -> None:
+    click.echo(
+        f"\nInterrupted ({signal.Signals(signum).name}): no new write will start; "
+        "finishing and checking the writes in flight.",
+        err=True,
+    )
+
+
 async def _write_phase(
-    client: TallyfyClient, planned: Plan, stop: _Stop, on_result: Callable[[Result], None]
+    client: TallyfyClient, planned: Plan, stop: Interruption, on_result: Callable[[Result], None]
 ) -> ApplyReport:
     """Carry out the plan with a progress line on a terminal; SIGINT and SIGTERM stop new
-    writes (see _signals_stop) instead of killing the process."""
+    writes (see Interruption) instead of killing the process."""
     total = len(planned.changes)
     progress = _progress("Applying", "changes")
     count = 0
@@ -428,7 +469,7 @@ async def _write_phase(
         if progress is not None:
             progress.update(count, total)
 
-    with _signals_stop(stop):
+    with stop.on_signals(_announce):
         report = await apply_plan(client, planned, on_result=heard, stop=stop)
     if progress is not None:
         progress.clear()
@@ -491,38 +532,6 @@ def _step_summary(render: Callable[[TextIO], None]) -> None:
             render(stream)
     except OSError as exc:
         click.echo(f"Warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", err=True)
-
-
-class _Stop(asyncio.Event):
-    """Set by SIGINT or SIGTERM during apply; remembers which, for the exit code."""
-
-    signum: int | None = None
-
-
-@contextlib.contextmanager
-def _signals_stop(stop: _Stop) -> Iterator[None]:
-    """While writing, SIGINT and SIGTERM stop new writes instead of killing the process, so
-    writes in flight finish and get checked and the report says what was done."""
-    loop = asyncio.get_running_loop()
-
-    def interrupted(signum: int) -> None:
-        if stop.signum is None:
-            stop.signum = signum
-            click.echo(
-                f"\nInterrupted ({signal.Signals(signum).name}): no new write will start; "
-                "finishing and checking the writes in flight.",
-                err=True,
-            )
-        stop.set()
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    for signum in handled:
-        loop.add_signal_handler(signum, interrupted, signum)
-    try:
-        yield
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
 
 
 def _confirm(count: int, auto_approve: bool) -> None:

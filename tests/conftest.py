@@ -23,6 +23,8 @@ from reconcile.config import TOKEN_ENV, Target, Token
 from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
 
+pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SEED = ROOT / "examples" / "demo-org.toml"
 ORG = "5e7c0f3a9d2b4c6e8a1f0b3d5c7e9a2b"
@@ -139,10 +141,8 @@ def allowed_request(request: LoggedRequest) -> bool:
         return True
     if request.method == "DELETE":
         return _RUN_PATH.fullmatch(request.path) is not None
-    if request.method == "PUT":
-        return _RUN_PATH.fullmatch(request.path.removesuffix("/activate")) is not None and (
-            request.path.endswith("/activate")
-        )
+    if request.method == "PUT" and request.path.endswith("/activate"):
+        return _RUN_PATH.fullmatch(request.path.removesuffix("/activate")) is not None
     return False
 
 
@@ -252,7 +252,8 @@ def _session_guard() -> Iterator[None]:
 def _test_guard() -> Iterator[None]:
     GUARD.violations.clear()
     yield
-    violations, GUARD.violations[:] = list(GUARD.violations), []
+    violations = list(GUARD.violations)
+    GUARD.violations.clear()
     assert not violations, "\n".join(violations)
 
 

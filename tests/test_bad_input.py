@@ -14,9 +14,10 @@ from reconcile.cli import cli
 from reconcile.errors import StateFileError
 from reconcile.sandbox import Sandbox
 from reconcile.state import MAX_FILE_BYTES, load_state
-from tests.conftest import DEMO_IDS, FIGURES, TOKEN
+from tests.conftest import DEMO_IDS, FIGURES, ORG, ROOT, TOKEN
 
 A, B = DEMO_IDS[0], DEMO_IDS[1]
+EXAMPLE = ROOT / "state.example.toml"
 HEADER = "Error: {n} in the state file; nothing was sent to Tallyfy:\n"
 
 
@@ -215,6 +216,36 @@ def test_bad_options_exit_1_not_2(
     assert result.exit_code == 1
     assert message in result.stderr
     assert sandbox.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--org", ORG, "--org", "b" * 32],
+            f"--org is given more than once with different values ({ORG!r}, {'b' * 32!r})",
+        ),
+        (
+            ["--fetch=get", "--fetch", "list"],
+            "--fetch is given more than once with different values ('get', 'list')",
+        ),
+        (["--parallelism", "2", "--parallelism=3"], "--parallelism is given more than once"),
+    ],
+)
+def test_contradicting_options_are_refused(
+    sandbox: Sandbox, cli_env: str, args: list[str], message: str
+) -> None:
+    FIGURES["bad inputs tried"] += 1
+    result = run("plan", "--detailed-exitcode", str(EXAMPLE), *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {message}")
+    assert result.stderr.endswith("; give it once.\n")
+    assert sandbox.requests == []
+
+
+def test_the_same_option_value_twice_is_no_contradiction(sandbox: Sandbox, cli_env: str) -> None:
+    result = run("plan", str(EXAMPLE), "--org", ORG, f"--org={ORG}", "--fetch", "get")
+    assert result.exit_code == 0, result.output
 
 
 def test_bad_options_before_the_command_exit_1() -> None:

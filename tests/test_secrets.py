@@ -287,3 +287,50 @@ def test_the_token_guard_catches_a_leak() -> None:
     check_no_secret("Error: nothing secret here", "a clean output")
     with pytest.raises(AssertionError, match="a leaky output contains an access token"):
         check_no_secret(f"Authorization: Bearer {TOKEN}", "a leaky output")
+
+
+def test_the_guards_fail_the_test_that_leaks_or_sends_a_forbidden_request(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite-wide guards, loaded into a pytest run of four made-up tests."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest(
+        "from tests.conftest import _session_guard, _test_guard, pytest_terminal_summary, sandbox\n"
+    )
+    pytester.makepyfile(
+        f"""
+        import logging
+        import click
+        from click.testing import CliRunner
+
+        @click.command()
+        def leaky():
+            click.echo("using {TOKEN}")
+
+        def test_output_with_the_token():
+            CliRunner().invoke(leaky, [])
+
+        def test_permanent_delete():
+            path = "/organizations/{ORG}/runs/{DEMO_IDS[0]}/delete"
+            logging.getLogger("reconcile.http").debug("%s %s -> %s", "DELETE", path, 200)
+
+        def test_sandbox_receives_a_put(sandbox):
+            headers = {{"Authorization": "Bearer {TOKEN}", "X-Tallyfy-Client": "APIClient"}}
+            path = "/api/organizations/{ORG}/runs/{DEMO_IDS[0]}"
+            assert sandbox.dispatch("PUT", path, headers, b"{{}}").status == 200
+
+        def test_clean():
+            CliRunner().invoke(click.Command("quiet", callback=lambda: None), [])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            # pytest shows errors (here: at teardown) before failures
+            f"*reconcile sent a forbidden request: DELETE /organizations/{ORG}/runs/*/delete*",
+            "*the sandbox received requests reconcile must never send: ?'PUT /organizations/*",
+            "*the output of `reconcile ` contains an access token*",
+            "guards: 2 requests checked*",
+        ]
+    )
