@@ -3,7 +3,9 @@ Markdown comment and its size limit, colour rules, and the GitHub Actions job su
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import json
 import os
 import pty
@@ -17,10 +19,15 @@ import pytest
 from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
+from reconcile.apply import ApplyReport, Interruption, apply_plan
 from reconcile.cli import cli
+from reconcile.plan import Plan, build_plan
+from reconcile.render import render_apply_markdown
 from reconcile.render.markdown import COMMENT_LIMIT
 from reconcile.sandbox import Fault, Sandbox, SandboxRun
-from tests.conftest import DEMO_IDS, ORG, ROOT, write_state
+from reconcile.state import load_state
+from reconcile.tallyfy import observe
+from tests.conftest import DEMO_IDS, ORG, ROOT, client_for, write_state
 from tests.test_safety import add_runs
 
 EXAMPLE = ROOT / "state.example.toml"
@@ -285,3 +292,23 @@ def test_markdown_with_thousands_of_unmanaged_runs_still_fits(
     assert "more unmanaged runs not shown" in text or "unmanaged runs not shown" in text
     document = plan_json(str(path), "--show-unmanaged")
     assert len(document["unmanaged"]) == 6010
+
+
+def test_markdown_of_an_interrupted_apply_says_what_was_not_started(sandbox: Sandbox) -> None:
+    async def interrupted() -> tuple[Plan, ApplyReport]:
+        async with client_for(sandbox) as client:
+            state = load_state(EXAMPLE)
+            observed = await observe(client, state.runs)
+            plan = build_plan(state, observed, org_id=ORG, api_url="https://sandbox.test/api")
+            stop = Interruption()
+            stop.set()
+            return plan, await apply_plan(client, plan, stop=stop)
+
+    plan, report = asyncio.run(interrupted())
+    stream = io.StringIO()
+    render_apply_markdown(plan, report, stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "**Apply interrupted: 0 archived, 0 activated, 0 failed, 3 not started.**"
+    assert sum(1 for line in lines if line.startswith("| not started | ")) == 3
+    assert not any("**failed**" in line for line in lines)
+    assert sandbox.writes == []

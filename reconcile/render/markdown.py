@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
-from reconcile.apply import ApplyReport
-from reconcile.plan import Action, Plan, Reason
+from reconcile.apply import ApplyReport, Result
+from reconcile.plan import Plan, Reason
 from reconcile.planfile import checksum
-from reconcile.render.text import summary_line
+from reconcile.render.text import apply_summary_line, summary_line
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -84,18 +84,15 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
 
 def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> None:
     """The closing line of an apply, then one row per change with its outcome."""
-    archived = sum(1 for r in report.succeeded if r.change.action is Action.ARCHIVE)
-    activated = len(report.succeeded) - archived
     head = [
-        f"**Apply finished: {archived} archived, {activated} activated, "
-        f"{len(report.failed)} failed.**",
+        f"**{apply_summary_line(report)}**",
         "",
         f"Organization `{plan.org_id}` at `{plan.api_url}`; state file "
         f"`{plan.state_file.path}`; plan checksum `{checksum(plan)}`.",
     ]
-    ordered = sorted(report.results, key=lambda result: result.ok)
+    ordered = sorted(report.results, key=lambda result: (result.ok, not result.started))
     rows = [
-        f"| {'ok' if r.ok else '**failed**'} | {r.change.action.value} | `{r.change.run_id}` | "
+        f"| {_outcome(r)} | {r.change.action.value} | `{r.change.run_id}` | "
         f"{_cell(r.change.name)} | {_cell(r.detail)} |"
         for r in ordered
     ]
@@ -104,6 +101,12 @@ def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> No
     )
     body += _cut("changes (failures are listed first)", shown, len(rows))
     stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _outcome(result: Result) -> str:
+    if result.ok:
+        return "ok"
+    return "**failed**" if result.started else "not started"
 
 
 def _table(header: Sequence[str], rows: Sequence[str], budget: int) -> tuple[list[str], int, int]:

@@ -108,16 +108,22 @@ def render_result(result: Result, stream: TextIO, *, colour: bool = False) -> No
         stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {result.detail}\n")
 
 
-def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False) -> None:
-    """The closing line of an apply, and the failures again so they are not lost in the scroll."""
+def apply_summary_line(report: ApplyReport) -> str:
+    """`Apply finished: 2 archived, 1 activated, 0 failed.` (or interrupted, with the count of
+    changes not started)."""
     done = {action: 0 for action in Action}
     for result in report.succeeded:
         done[result.change.action] += 1
-    line = (
+    return (
         f"Apply {'interrupted' if report.stopped else 'finished'}: {done[Action.ARCHIVE]} "
         f"archived, {done[Action.ACTIVATE]} activated, {len(report.failed)} failed"
         + (f", {len(report.not_started)} not started." if report.stopped else ".")
     )
+
+
+def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False) -> None:
+    """The closing line of an apply, and the failures again so they are not lost in the scroll."""
+    line = apply_summary_line(report)
     alarming = report.failed or report.stopped
     stream.write("\n" + _paint(line, "red" if alarming else "bold", colour) + "\n")
     for result in report.failed:
