@@ -30,12 +30,19 @@ class Result:
         return self.writes > 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApplyReport:
     """Every change's result, in plan order. `stopped`: an interruption ended the apply early."""
 
     results: tuple[Result, ...]
     stopped: bool = False
+
+    def __repr__(self) -> str:
+        # Counts, not contents: see Plan.__repr__.
+        return (
+            f"ApplyReport(succeeded={len(self.succeeded)}, failed={len(self.failed)}, "
+            f"not_started={len(self.not_started)}, stopped={self.stopped})"
+        )
 
     @property
     def succeeded(self) -> tuple[Result, ...]:

@@ -71,7 +71,7 @@ class Change(PlannedRun):
         return Action.ARCHIVE if self.target is RunState.ARCHIVED else Action.ACTIVATE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Plan:
     """Every declared run, split into changes (in execution order) and runs already right."""
 
@@ -84,6 +84,15 @@ class Plan:
     """Where the baseline state file was read from (a path, or REF:path), if one was given."""
     unmanaged: tuple[ObservedRun, ...] | None = None
     """Runs of the organization the file does not declare, by run ID; None when not looked for."""
+
+    def __repr__(self) -> str:
+        # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
+        # finished tasks (anyio does when it cancels a connection attempt).
+        return (
+            f"Plan(org_id={self.org_id!r}, api_url={self.api_url!r}, "
+            f"state_file={self.state_file.path!r}, changes={len(self.changes)}, "
+            f"unchanged={len(self.unchanged)})"
+        )
 
     @property
     def declared(self) -> int:

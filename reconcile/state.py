@@ -81,7 +81,7 @@ class SafetySettings:
     min_runs: int = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StateFile:
     """A validated state file."""
 
@@ -90,6 +90,10 @@ class StateFile:
     tallyfy: TallyfySettings
     runs: tuple[DesiredRun, ...]
     safety: SafetySettings = SafetySettings()
+
+    def __repr__(self) -> str:
+        # Counts, not contents: see Plan.__repr__.
+        return f"StateFile(path={self.path!r}, sha256={self.sha256[:12]!r}, runs={len(self.runs)})"
 
 
 def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:

@@ -187,3 +187,23 @@ def test_apply_converges_and_writes_once_per_change(
     assert second.changes == ()
     assert sandbox_states(sandbox, tuple(declared)) == declared
     assert sandbox_states(sandbox, tuple(undeclared_before)) == undeclared_before
+
+
+def test_large_values_repr_as_counts(sandbox: Sandbox) -> None:
+    """Plans, state files and reports can hold 100,000 runs; their reprs stay one short line,
+    because libraries format them (anyio does, for a finished task's result)."""
+    example = Path(__file__).parent.parent / "state.example.toml"
+
+    async def run() -> tuple[Plan, ApplyReport]:
+        async with client_for(sandbox) as client:
+            plan = await plan_with(client, example)
+            return plan, await apply_plan(client, plan)
+
+    plan, report = asyncio.run(run())
+    assert repr(plan) == (
+        f"Plan(org_id={ORG!r}, api_url='https://sandbox.test/api', state_file={str(example)!r}, "
+        "changes=3, unchanged=7)"
+    )
+    digest = plan.state_file.sha256[:12]
+    assert repr(plan.state_file) == f"StateFile(path={str(example)!r}, sha256={digest!r}, runs=10)"
+    assert repr(report) == "ApplyReport(succeeded=3, failed=0, not_started=0, stopped=False)"
