@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -262,6 +263,31 @@ def test_an_unusable_answer_stops_before_any_write(
 # --- Ctrl-C and SIGTERM -----------------------------------------------------------------------
 
 
+def interrupt_apply(
+    served: str, args: list[str], signum: int, ready: Callable[[], bool]
+) -> tuple[int, str, str]:
+    """Run `reconcile apply --auto-approve ARGS` in a process of its own against the served
+    sandbox, send it `signum` once `ready()` holds (or it ended, or 60 s passed), and return its
+    exit code and output, checked for the token."""
+    env = {
+        **os.environ,
+        "TALLYFY_API_URL": served,
+        "TALLYFY_ORG_ID": ORG,
+        "TALLYFY_ACCESS_TOKEN": TOKEN,
+    }
+    command = [sys.executable, "-m", "reconcile", "apply", "--auto-approve", *args]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        give_up = time.monotonic() + 60
+        while not ready() and process.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.01)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    check_no_secret(stdout + stderr, "the output of an interrupted apply")
+    return process.returncode, stdout, stderr
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_new_writes_and_the_report_matches_the_sandbox(
     sandbox: Sandbox, served: str, tmp_path: Path, signum: int, code: int
@@ -272,28 +298,10 @@ def test_a_signal_stops_new_writes_and_the_report_matches_the_sandbox(
     sandbox.behaviour = replace(sandbox.behaviour, latency=0.5)
     desired = {rid: "active" if rid in DEMO_ARCHIVED else "archived" for rid in DEMO_IDS}
     path = write_state(tmp_path / "state.toml", desired)
-    env = {
-        **os.environ,
-        "TALLYFY_API_URL": served,
-        "TALLYFY_ORG_ID": ORG,
-        "TALLYFY_ACCESS_TOKEN": TOKEN,
-    }
-    command = [sys.executable, "-m", "reconcile", "apply", str(path), "--auto-approve"]
-    with subprocess.Popen(
-        [*command, "--parallelism", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        give_up = time.monotonic() + 60
-        while not sandbox.writes and process.poll() is None and time.monotonic() < give_up:
-            time.sleep(0.01)
-        process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=60)
-    check_no_secret(stdout + stderr, "the output of an interrupted apply")
-
-    assert process.returncode == code, stdout + stderr
+    returncode, stdout, stderr = interrupt_apply(
+        served, [str(path), "--parallelism", "2"], signum, lambda: bool(sandbox.writes)
+    )
+    assert returncode == code, stdout + stderr
     name = signal.Signals(signum).name
     assert f"Interrupted ({name}): no new write will start" in stderr
     written = [w.run_id or "" for w in sandbox.writes]
@@ -324,23 +332,10 @@ def test_a_signal_before_the_writes_stops_with_nothing_written(
     """While planning, Ctrl-C ends the command (exit 130) and SIGTERM keeps its default (the
     process ends by the signal, 143 in a shell); either way nothing is written."""
     sandbox.behaviour = replace(sandbox.behaviour, latency=0.5)
-    env = {
-        **os.environ,
-        "TALLYFY_API_URL": served,
-        "TALLYFY_ORG_ID": ORG,
-        "TALLYFY_ACCESS_TOKEN": TOKEN,
-    }
-    command = [sys.executable, "-m", "reconcile", "apply", str(EXAMPLE), "--auto-approve"]
-    with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        give_up = time.monotonic() + 60
-        while not sandbox.requests and process.poll() is None and time.monotonic() < give_up:
-            time.sleep(0.01)
-        process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=60)
-    check_no_secret(stdout + stderr, "the output of an interrupted plan")
-    assert process.returncode == code, stdout + stderr
+    returncode, stdout, stderr = interrupt_apply(
+        served, [str(EXAMPLE)], signum, lambda: bool(sandbox.requests)
+    )
+    assert returncode == code, stdout + stderr
     assert sandbox.writes == []
     assert "Apply" not in stdout
 
