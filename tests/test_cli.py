@@ -3,6 +3,10 @@ Assertions are on exact output, exit codes, the sandbox's request log and its fi
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +15,16 @@ from click.testing import CliRunner, Result
 
 from reconcile.cli import cli
 from reconcile.sandbox import Fault, Sandbox
-from tests.conftest import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN, sandbox_states, write_state
+from tests.conftest import (
+    DEMO_ARCHIVED,
+    DEMO_IDS,
+    ORG,
+    ROOT,
+    TOKEN,
+    check_no_secret,
+    sandbox_states,
+    write_state,
+)
 
 EXAMPLE = ROOT / "state.example.toml"
 
@@ -184,3 +197,39 @@ def test_token_is_never_printed(sandbox: Sandbox, cli_env: str) -> None:
 
 def test_demo_runs_do_not_start_archived_by_accident(sandbox: Sandbox) -> None:
     assert {run_id for run_id in DEMO_IDS if sandbox.is_archived(run_id)} == DEMO_ARCHIVED
+
+
+def answer_the_prompt(answer: str) -> subprocess.CompletedProcess[str]:
+    """`reconcile apply` with its standard input on a pseudo-terminal, as a person runs it,
+    answering `answer` to the confirmation."""
+    leader, follower = pty.openpty()
+    os.write(leader, answer.encode() + b"\n")
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "reconcile", "apply", str(EXAMPLE)],
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+
+
+def test_apply_asks_on_a_terminal_and_no_writes_nothing(sandbox: Sandbox, cli_env: str) -> None:
+    refused = answer_the_prompt("n")
+    check_no_secret(refused.stdout + refused.stderr, "apply answered no")
+    assert refused.returncode == 3, refused.stderr
+    assert "Apply 3 changes? [y/N]: " in refused.stdout
+    assert refused.stderr == "Error: Apply cancelled at the prompt; nothing was written.\n"
+    assert sandbox.writes == []
+
+    accepted = answer_the_prompt("y")
+    check_no_secret(accepted.stdout + accepted.stderr, "apply answered yes")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Apply 3 changes? [y/N]: " in accepted.stdout
+    assert "Apply finished: 2 archived, 1 activated, 0 failed." in accepted.stdout
+    assert len(sandbox.writes) == 3
