@@ -56,8 +56,9 @@ YOUNG_OBJECTS = 20_000
 
 
 class _Cli(click.Group):
-    """Turns reconcile's own exceptions into `Error: ...` and an exit code, never a traceback
-    (unless --debug)."""
+    """The command group's policy: reconcile's own exceptions become `Error: ...` and an exit
+    code, never a traceback (unless --debug); bad options exit 1; an option given twice with
+    different values is refused."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _usage_errors_exit_1():
