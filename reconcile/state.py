@@ -188,17 +188,11 @@ def _syntax_problems(exc: tomllib.TOMLDecodeError, shown: str, locator: _Locator
 def _tallyfy_settings(
     document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
 ) -> TallyfySettings:
-    table = document.get("tallyfy", {})
-    if not isinstance(table, dict):
-        problems.append(Problem(shown, locator.line("tallyfy"), "tallyfy", "must be a table"))
-        return TallyfySettings()
     values: dict[str, str] = {}
     numbers: dict[str, int] = {}
-    for key, value in table.items():
+    for key, value in _settings_table(document, "tallyfy", TALLYFY_KEYS, shown, locator, problems):
         line = locator.line("tallyfy", key)
-        if key not in TALLYFY_KEYS:
-            problems.append(_unknown_key(shown, locator, ("tallyfy", key), key, TALLYFY_KEYS))
-        elif key in _WHOLE_NUMBER_KEYS:
+        if key in _WHOLE_NUMBER_KEYS:
             low, high = _WHOLE_NUMBER_KEYS[key]
             if _whole_number_between(value, low, high):
                 numbers[key] = value
@@ -221,6 +215,29 @@ def _tallyfy_settings(
     )
 
 
+def _settings_table(
+    document: Mapping[str, Any],
+    name: str,
+    valid: tuple[str, ...],
+    shown: str,
+    locator: _Locator,
+    problems: list[Problem],
+) -> list[tuple[str, Any]]:
+    """The known keys of an optional settings table with their values; a table that is not one,
+    and each unknown key, becomes a problem."""
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        problems.append(Problem(shown, locator.line(name), name, "must be a table"))
+        return []
+    known = []
+    for key, value in table.items():
+        if key in valid:
+            known.append((key, value))
+        else:
+            problems.append(_unknown_key(shown, locator, (name, key), key, valid))
+    return known
+
+
 def _whole_number_between(value: object, low: int, high: int | None) -> TypeGuard[int]:
     if not isinstance(value, int) or isinstance(value, bool):
         return False
@@ -230,17 +247,11 @@ def _whole_number_between(value: object, low: int, high: int | None) -> TypeGuar
 def _safety_settings(
     document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
 ) -> SafetySettings:
-    table = document.get("safety", {})
-    if not isinstance(table, dict):
-        problems.append(Problem(shown, locator.line("safety"), "safety", "must be a table"))
-        return SafetySettings()
     values: dict[str, Any] = {}
-    for key, value in table.items():
+    for key, value in _settings_table(document, "safety", SAFETY_KEYS, shown, locator, problems):
         line = locator.line("safety", key)
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if key not in SAFETY_KEYS:
-            problems.append(_unknown_key(shown, locator, ("safety", key), key, SAFETY_KEYS))
-        elif key == "min_runs" and not (isinstance(value, int) and number and value >= 0):
+        if key == "min_runs" and not _whole_number_between(value, 0, None):
             message = f"must be a whole number of runs, 0 or more (got {value!r})"
             problems.append(Problem(shown, line, f"safety.{key}", message))
         elif not (number and 0 <= value <= 100):
