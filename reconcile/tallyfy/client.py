@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -80,8 +80,8 @@ class TallyfyClient:
         self.pacer = Pacer(parallelism=parallelism, per_minute=rate_limit, clock=clock)
         self.requests_sent = 0
         self._origin = _origin(target.api_url)
+        self._base = httpx.URL(target.api_url + "/")
         self._http = httpx.AsyncClient(
-            base_url=target.api_url + "/",
             transport=transport,
             timeout=timeout,
             limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
@@ -202,6 +202,7 @@ class TallyfyClient:
     ) -> Any:
         """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
         shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
+        url = self._url(path, params)
         started = time.monotonic()
         # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
         # said when to come back), so rate-limited work only gives up at the deadline.
@@ -210,7 +211,7 @@ class TallyfyClient:
             try:
                 async with self.pacer.turn() as turn:
                     self.requests_sent += 1
-                    response = await self._http.request(method, path, params=params)
+                    response = await self._http.request(method, url)
                     turn.heard(response.status_code, response.headers)
             except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
@@ -250,6 +251,15 @@ class TallyfyClient:
             if status >= 400:
                 raise self._error(response, method, shown, run_id)
             return self._json(response, method, shown, run_id)
+
+    def _url(self, path: str, params: Mapping[str, str] | None) -> httpx.URL:
+        """The absolute URL of `path` (below the API URL, or absolute) with `params`, parsed once
+        per logical request: given a relative URL and parameters, httpx parses the URL three
+        times on every send."""
+        if "://" in path:
+            return httpx.URL(path)
+        target = path + ("?" + urlencode(params) if params else "")
+        return self._base.copy_with(raw_path=self._base.raw_path + target.encode("ascii"))
 
     def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
         elapsed = time.monotonic() - started + delay
