@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from deepdiff import DeepDiff
-
 from reconcile.state import DesiredRun, RunState, StateFile
 from reconcile.tallyfy import ObservedRun
 
@@ -123,16 +121,14 @@ def build_plan(
     state_file: StateFile, observed: Mapping[str, ObservedRun], *, org_id: str, api_url: str
 ) -> Plan:
     """The plan that brings every declared run to its declared state."""
-    desired = {run.run_id: run.state.value for run in state_file.runs}
-    current = {run.run_id: observed[run.run_id].state.value for run in state_file.runs}
-    differing = set(DeepDiff(current, desired).affected_root_keys)
     changes: list[Change] = []
     unchanged: list[PlannedRun] = []
     for run in state_file.runs:
-        if run.run_id in differing:
-            changes.append(Change(run, observed[run.run_id]))
+        seen = observed[run.run_id]
+        if seen.state is run.state:
+            unchanged.append(PlannedRun(run, seen))
         else:
-            unchanged.append(PlannedRun(run, observed[run.run_id]))
+            changes.append(Change(run, seen))
     order = list(Action)
     changes.sort(key=lambda change: order.index(change.action))
     return Plan(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeGuard
+
+import tomli
 
 from reconcile.errors import Problem, StateFileError
 
@@ -36,6 +37,9 @@ class RunState(StrEnum):
 
     ARCHIVED = "archived"
     ACTIVE = "active"
+
+
+_STATES = {state.value: state for state in RunState}
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,8 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
     text = _decode(raw, shown)
     locator = _Locator(text)
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         raise StateFileError(_syntax_problems(exc, shown, locator)) from None
     except RecursionError:
         message = "invalid TOML: arrays or inline tables nested too deeply to read"
@@ -164,7 +168,7 @@ def _decode(raw: bytes, shown: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _syntax_problems(exc: tomllib.TOMLDecodeError, shown: str, locator: _Locator) -> list[Problem]:
+def _syntax_problems(exc: tomli.TOMLDecodeError, shown: str, locator: _Locator) -> list[Problem]:
     duplicates = locator.duplicate_runs()
     if duplicates:
         return [
@@ -322,11 +326,8 @@ def _declaration(
 
 
 def _state(value: object, key: str, source: Source, problems: list[Problem]) -> RunState | None:
-    if isinstance(value, str):
-        try:
-            return RunState(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and value in _STATES:
+        return _STATES[value]
     hint = ""
     if isinstance(value, str) and value.lower() in ("complete", "completed", "problem", "open"):
         hint = " (workflow statuses are not declared; only archived or not)"
@@ -355,11 +356,13 @@ _PART = rf"(?:{_QUOTED}|{_BARE})"
 _DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
 _HEADER = re.compile(rf"^\s*\[\s*({_DOTTED})\s*\]")
 _KEY = re.compile(rf"^\s*({_DOTTED})\s*=")
+_BARE_KEY = re.compile(rf"\s*({_BARE})\s*=")
 _SPLIT = re.compile(_PART)
 
 
 class _Locator:
-    """Line numbers of tables and keys. tomllib reports none, so the text is scanned once here."""
+    """Line numbers of tables and keys. The TOML parser reports none, so the text is scanned once
+    here."""
 
     def __init__(self, text: str) -> None:
         self._lines: dict[tuple[str, ...], list[int]] = {}
@@ -370,9 +373,11 @@ class _Locator:
                 table = _parts(header[1])
                 self._lines.setdefault(table, []).append(number)
                 continue
-            key = _KEY.match(line)
+            # Most lines are `<run id> = ...`: a bare key needs no splitting or unquoting.
+            key = _BARE_KEY.match(line) or _KEY.match(line)
             if key:
-                self._lines.setdefault(table + _parts(key[1]), []).append(number)
+                parts = (key[1],) if key.re is _BARE_KEY else _parts(key[1])
+                self._lines.setdefault(table + parts, []).append(number)
 
     def line(self, *path: str) -> int | None:
         """The first line that declares this key or table, if it can be found."""
@@ -396,8 +401,8 @@ def _unquote(part: str) -> str:
     """A key as TOML reads it: basic strings ("...") may hold escapes such as \\n."""
     if part.startswith('"'):
         try:
-            return str(tomllib.loads(f"k = {part}")["k"])
-        except tomllib.TOMLDecodeError:
+            return str(tomli.loads(f"k = {part}")["k"])
+        except tomli.TOMLDecodeError:
             return part.strip('"')
     return part.strip("'")
 

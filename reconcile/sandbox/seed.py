@@ -14,13 +14,14 @@ archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import tomli
 
 from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
 
@@ -56,12 +57,12 @@ def load_seed(path: str | Path) -> Seed:
     """Read and validate a seed file; raises SeedError naming the file and every problem."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomli.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SeedError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
     except UnicodeDecodeError as exc:
         raise SeedError(path, [f"not UTF-8 text: {exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except tomli.TOMLDecodeError as exc:
         raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
 
     problems: list[str] = []

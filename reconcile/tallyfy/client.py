@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import orjson
 
 from reconcile import __version__
 from reconcile.config import Target, Token
@@ -282,7 +283,7 @@ class TallyfyClient:
 
     def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
         try:
-            return response.json()
+            return orjson.loads(response.content)
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type")
             raise BadResponseError(
@@ -334,7 +335,7 @@ class TallyfyClient:
 
     def _api_message(self, response: httpx.Response) -> str | None:
         try:
-            body = response.json()
+            body = orjson.loads(response.content)
         except ValueError:
             return self._snippet(response) or None
         if isinstance(body, dict):
