@@ -112,13 +112,20 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(self.server, _Server)
         return self.server
 
+    def parse_request(self) -> bool:
+        # Called as soon as the request line has arrived: delays count from here, so the time
+        # spent reading headers and answering is part of the latency rather than added to it.
+        self.arrived = time.monotonic()
+        return super().parse_request()
+
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = dict(self.headers.items())
         answer = self._sandbox_server().sandbox.dispatch(self.command, self.path, headers, body)
-        if answer.delay > 0:
-            time.sleep(answer.delay)
+        wait = answer.delay - (time.monotonic() - self.arrived)
+        if wait > 0:
+            time.sleep(wait)
         if answer.drop:
             # Hang up without a status line: the client sees a dropped connection.
             self.close_connection = True
