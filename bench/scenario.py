@@ -13,11 +13,11 @@ from typing import Any
 
 from bench.world import TOKEN
 from reconcile.apply import apply_plan
-from reconcile.cli import collect_less
+from reconcile.cli.app import collect_less, plan_state
 from reconcile.config import Target, Token
-from reconcile.plan import Plan, build_plan
+from reconcile.plan import Plan
 from reconcile.state import load_state
-from reconcile.tallyfy import Fetch, TallyfyClient, observe
+from reconcile.tallyfy import Fetch, TallyfyClient
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,7 @@ def _client(spec: dict[str, Any], parallelism: int) -> TallyfyClient:
 
 async def _plan(client: TallyfyClient, path: str, fetch: Fetch) -> Plan:
     """What `reconcile plan` does, without printing: read the file, read the runs, diff."""
-    state = load_state(path)
-    observed = await observe(client, state.runs, fetch)
-    return build_plan(state, observed, org_id=client.target.org_id, api_url=client.target.api_url)
+    return await plan_state(client, load_state(path), fetch)
 
 
 async def _apply(client: TallyfyClient, plan: Plan) -> Step:
