@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
+        default=5,
         help="times scenarios 1 to 3 run; the table shows the run with the median wall time",
     )
     args = parser.parse_args(argv)

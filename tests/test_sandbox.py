@@ -852,6 +852,22 @@ def api_url(demo: Sandbox) -> Iterator[str]:
         yield running.url
 
 
+def test_server_latency_counts_from_the_request_line(demo: Sandbox, api_url: str) -> None:
+    demo.behaviour = Behaviour(latency=0.2)
+    connection = http.client.HTTPConnection("127.0.0.1", httpx.URL(api_url).port, timeout=5)
+    try:
+        for _ in range(2):  # the first request of a connection and one that waited for it
+            start = time.perf_counter()
+            connection.request("GET", f"/api/organizations/{ORG}/runs/{ACTIVE}", headers=HEADERS)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert time.perf_counter() - start >= 0.2
+            time.sleep(0.1)  # idle on the kept-alive connection: not part of the next latency
+    finally:
+        connection.close()
+
+
 def test_server_keeps_connections_alive_on_both_prefixes(demo: Sandbox, api_url: str) -> None:
     port = httpx.URL(api_url).port
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

@@ -309,10 +309,16 @@ def progress_line(label: str, unit: str) -> ProgressLine | None:
 
 async def plan_state(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
     """Read the declared runs (with a progress line on a terminal) and plan."""
-    reading = progress_line("Reading runs", "requests")
-    observed = await observe(client, state.runs, fetch, reading.update if reading else None)
-    if reading is not None:
-        reading.clear()
+    # What is alive now (the state file, settings, modules) outlives the read: the cycle
+    # collector need not re-scan it while the answers of a large read arrive.
+    gc.freeze()
+    try:
+        reading = progress_line("Reading runs", "requests")
+        observed = await observe(client, state.runs, fetch, reading.update if reading else None)
+        if reading is not None:
+            reading.clear()
+    finally:
+        gc.unfreeze()
     return build_plan(state, observed, org_id=client.target.org_id, api_url=client.target.api_url)
 
 

@@ -47,7 +47,7 @@ from reconcile.cli.app import (
     type=click.FloatRange(0),
     default=0.0,
     show_default=True,
-    help="Delay added to every response.",
+    help="Time from each request's arrival to its answer.",
 )
 @click.option(
     "--rate-limit",

@@ -44,7 +44,7 @@ class Behaviour:
     put_clears_assignees: bool = True
     """PUT /runs/{id} without `users`/`groups` resets them to []."""
     latency: float = 0.0
-    """Seconds the adapters wait before every answer."""
+    """Seconds from a request's arrival to its answer (the sandbox's own work included)."""
     rate_limit: int = 0
     """Requests per rolling minute per token; 0 turns the limit off."""
     per_page_default: int = 10

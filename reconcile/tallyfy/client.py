@@ -251,6 +251,9 @@ class TallyfyClient:
                     continue
             if status >= 400:
                 raise self._error(response, method, shown, run_id)
+            # The turn just ended may have woken a request waiting for it: let that one go out
+            # before this answer is decoded, rather than leave its connection idle meanwhile.
+            await asyncio.sleep(0)
             return self._json(response, method, shown, run_id)
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> httpx.URL:
