@@ -242,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"Apply: {apply['requests']} write requests for {changes} changes; the plan after it "
         f"shows {replan['changes']} changes.",
         "CPU s and peak MB are the client process's own (resource.getrusage); the CPU of a step "
-        "excludes start-up and imports; peak MB is the whole process's maximum resident size.",
+        "excludes start-up and imports (also those httpx makes on its first request); peak MB "
+        "is the whole process's maximum resident size.",
         "",
         "The sandbox alone:",
         *alone,
