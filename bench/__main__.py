@@ -122,6 +122,21 @@ def sandbox_alone(seed: Path, run_id: str, seconds: float) -> list[str]:
     return lines
 
 
+def plan_spread(seed: Path, state: Path, repeat: int, bound: float) -> str:
+    """Scenario 1's plan `repeat` times, each against a fresh sandbox: how much single runs vary."""
+    walls = []
+    for _ in range(repeat):
+        with sandbox_process(seed, latency_ms=LATENCY * 1000) as served:
+            (step,) = child(served, kind="plan", state=str(state), parallelism=PARALLELISM)
+        walls.append(float(step["wall"]))
+    ratios = sorted(wall / bound for wall in walls)
+    return (
+        f"Scenario 1's plan, {repeat} runs against a bound of {bound:.3f} s: "
+        + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+        + f"; median {ratios[len(ratios) // 2]:.2f}x"
+    )
+
+
 def render(rows: Sequence[Row], notes: Sequence[str]) -> str:
     header = (
         f"{'scenario':<58} {'wall s':>8} {'requests':>8} {'bound s':>8} {'x bound':>7} "
@@ -152,6 +167,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=5,
         help="times scenarios 1 to 3 run; the table shows the run with the median wall time",
     )
+    parser.add_argument(
+        "--plan-spread",
+        action="store_true",
+        help="only run scenario 1's plan --repeat times and print every run's ratio to the bound",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
@@ -159,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")
         state = org.write_state(work / "plan-10k.toml", declared=10_000, drifted=0.1, seed=2)
+        if args.plan_spread:
+            bound = lower_bound(fewest_requests(org, 10_000))
+            sys.stdout.write(plan_spread(seed, state, args.repeat, bound) + "\n")
+            return
         sample = org.write_state(
             work / "baseline-sample.toml",
             declared=10_000,
