@@ -96,10 +96,10 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         return True
     if expression.startswith("'"):
         return expression.strip("'")
-    value: Any = context
+    found: Any = context
     for key in expression.split("."):
-        value = value.get(key, "") if isinstance(value, Mapping) else ""
-    return value
+        found = found.get(key, "") if isinstance(found, Mapping) else ""
+    return found
 
 
 def substitute(text: str, context: Mapping[str, Any]) -> str:

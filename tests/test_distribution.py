@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from email.parser import Parser
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed by name, from the built files and the wheels of its
     dependencies that scripts/check keeps in .tools/wheelhouse."""
     if not WHEELHOUSE.is_dir():
@@ -66,7 +65,7 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "reconcile-runs",
     )
     assert pip.returncode == 0, pip.stdout + pip.stderr
-    yield venv / "bin"
+    return venv / "bin"
 
 
 def test_build_makes_an_sdist_and_a_wheel_with_everything_a_plain_install_needs(dist: Path) -> None:
