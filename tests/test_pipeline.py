@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.apply import ApplyReport, apply_plan
+from reconcile.config import Fetch
 from reconcile.errors import UnknownRunsError
 from reconcile.plan import Action, Plan, build_plan
 from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
 from reconcile.state import load_state
-from reconcile.tallyfy import Fetch, TallyfyClient, observe
+from reconcile.tallyfy import TallyfyClient, observe
 from tests.conftest import (
     DEMO_ARCHIVED,
     DEMO_IDS,
@@ -205,5 +206,6 @@ def test_large_values_repr_as_counts(sandbox: Sandbox) -> None:
         "changes=3, unchanged=7)"
     )
     digest = plan.state_file.sha256[:12]
-    assert repr(plan.state_file) == f"StateFile(path={str(example)!r}, sha256={digest!r}, runs=10)"
+    state = load_state(example)
+    assert repr(state) == f"StateFile(path={str(example)!r}, sha256={digest!r}, runs=10)"
     assert repr(report) == "ApplyReport(succeeded=3, failed=0, not_started=0, stopped=False)"

@@ -24,6 +24,7 @@ import orjson
 
 from reconcile import __version__
 from reconcile.config import Target, Token
+from reconcile.domain import ObservedRun
 from reconcile.errors import (
     ApiError,
     AuthError,
@@ -32,7 +33,7 @@ from reconcile.errors import (
     RateLimitError,
 )
 from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer
-from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
+from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
