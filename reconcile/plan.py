@@ -101,6 +101,8 @@ class Plan:
     """One sentence per safety gate the plan trips (reconcile.safety.tripped)."""
     saved: SavedPlan | None = None
     """Set when the plan is what was left to do of a saved plan."""
+    notices: tuple[str, ...] = ()
+    """Warnings the pipeline attached from what it read, shown after the outdated labels."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -122,13 +124,15 @@ class Plan:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """One sentence per declared run whose `name` label no longer matches its live name."""
-        return tuple(
+        """One sentence per declared run whose `name` label no longer matches its live name, then
+        the notices."""
+        labels = tuple(
             f"{run.desired.source}: run {run.run_id} is labelled {run.desired.name!r} but is "
             f"named {run.observed.name!r} in Tallyfy; update the label"
             for run in sorted(self.runs, key=_in_file_order)
             if run.label_outdated
         )
+        return labels + self.notices
 
     def count_reason(self, reason: Reason) -> int:
         return sum(1 for change in self.changes if change.reason is reason)
