@@ -30,6 +30,7 @@ class ObservedRun:
     owner_id: int | None = None
     started_at: str | None = None
     tags: tuple[Tag, ...] = ()
+    completed_at: str | None = None
 
     @property
     def state(self) -> RunState:
@@ -116,6 +117,7 @@ def _run(data: Any) -> ObservedRun:
         owner_id=owner_id if isinstance(owner_id, int) and not isinstance(owner_id, bool) else None,
         started_at=_text(data, "started_at"),
         tags=_tags(data.get("tags"), run_id),
+        completed_at=_text(data, "completed_at"),
     )
 
 
