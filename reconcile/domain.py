@@ -62,6 +62,7 @@ class ObservedRun:
     owner_id: int | None = None
     started_at: str | None = None
     tags: tuple[Tag, ...] = ()
+    completed_at: str | None = None
 
     @property
     def state(self) -> RunState:

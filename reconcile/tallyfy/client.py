@@ -130,6 +130,11 @@ class TallyfyClient:
         body = await self._send("PUT", path, run_id=run_id)
         return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
 
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The decoded JSON answer to one GET of `path` (below the API URL, such as `me` or
+        `organizations/{org}`), with the retries and error mapping of every other request."""
+        return await self._send("GET", path, params=params)
+
     async def list_page(
         self, archived: Archived | None, page: int, query: Mapping[str, str] | None = None
     ) -> Page:

@@ -88,6 +88,7 @@ def _run(data: Any) -> ObservedRun:
         owner_id=owner_id if isinstance(owner_id, int) and not isinstance(owner_id, bool) else None,
         started_at=_text(data, "started_at"),
         tags=_tags(data.get("tags"), run_id),
+        completed_at=_text(data, "completed_at"),
     )
 
 
