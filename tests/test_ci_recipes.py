@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -195,16 +196,42 @@ def test_taplo_checks_state_files_against_the_schema(tmp_path: Path) -> None:
         assert message in checked.stderr, checked.stderr
 
 
-def test_pre_commit_hook_runs_validate() -> None:
+def test_pre_commit_hook_validates_the_changed_state_files_and_no_other_toml(
+    tmp_path: Path,
+) -> None:
     (hook,) = yaml.safe_load(HOOKS.read_text())
     assert hook["id"] == "reconcile-validate"
     assert hook["language"] == "python"
-    assert hook["pass_filenames"] is False
+    assert hook["pass_filenames"] is True
     words = shlex.split(hook["entry"])
     assert words == ["reconcile", "validate"]
-    result = CliRunner().invoke(cli, [*words[1:], str(EXAMPLE)])
-    assert result.exit_code == 0
-    assert result.stdout == f"{EXAMPLE} is valid: 10 runs declared (4 archived, 6 active).\n"
+    changed = [
+        "state.toml",
+        "orgs/state.prod.toml",
+        "orgs/state-eu.toml",
+        "pyproject.toml",
+        "docs/notes.toml",
+        "orgs/statement.toml",
+        "stateful/config.toml",
+    ]
+    # pre-commit passes the changed files that `files` matches (re.search), after `args`
+    picked = [name for name in changed if re.search(hook["files"], name)]
+    assert picked == ["state.toml", "orgs/state.prod.toml", "orgs/state-eu.toml"]
+    (tmp_path / "orgs").mkdir()
+    for name in picked:
+        shutil.copy(EXAMPLE, tmp_path / name)
+    (tmp_path / "orgs" / "state-eu.toml").write_text('[runs]\nABC = "archived"\n')
+    for name in ("pyproject.toml", "docs/notes.toml"):
+        assert not re.search(hook["files"], name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        result = CliRunner().invoke(cli, [*words[1:], *picked])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "state.toml is valid: 10 runs declared (4 archived, 6 active).\n"
+        "orgs/state.prod.toml is valid: 10 runs declared (4 archived, 6 active).\n"
+    )
+    assert "orgs/state-eu.toml:2: [runs.ABC] 'ABC' is not a run ID" in result.stderr
 
 
 def completion(**env: str) -> str:

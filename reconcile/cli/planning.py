@@ -26,7 +26,7 @@ from reconcile.cli.app import (
 )
 from reconcile.config import Flags
 from reconcile.domain import RunState
-from reconcile.errors import SafetyError
+from reconcile.errors import ReconcileError, SafetyError
 from reconcile.plan import Plan
 from reconcile.render import (
     render_apply_markdown,
@@ -42,15 +42,26 @@ from reconcile.writer import destination
 
 
 @cli.command(epilog=EXIT_CODES)
-@state_argument
-def validate(state_file: Path) -> None:
-    """Check STATE_FILE offline (default: state.toml). Sends no request."""
-    state = pipeline.validate(state_file)
-    archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
-    click.echo(
-        f"{state.path} is valid: {len(state.runs)} runs declared "
-        f"({archived} archived, {len(state.runs) - archived} active)."
-    )
+@click.argument("state_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def validate(state_files: tuple[Path, ...]) -> None:
+    """Check each STATE_FILE offline (default: state.toml). Sends no request. Every file is
+    checked, and every problem of each is reported, before the exit code says whether all were
+    valid (as pre-commit calls it, with the changed files)."""
+    invalid = 0
+    for state_file in state_files or (Path("state.toml"),):
+        try:
+            state = pipeline.validate(state_file)
+        except ReconcileError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            invalid += 1
+            continue
+        archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
+        click.echo(
+            f"{state.path} is valid: {len(state.runs)} runs declared "
+            f"({archived} archived, {len(state.runs) - archived} active)."
+        )
+    if invalid:
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command(epilog=EXIT_CODES)
