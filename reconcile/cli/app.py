@@ -33,7 +33,8 @@ Exit codes:
      that failed
   2  plan --detailed-exitcode only: changes are present (not a failure)
   3  refused by a safety gate before any write (e.g. apply without a terminal
-     or --auto-approve); nothing was written
+     or --auto-approve); nothing was written. plan: apply would refuse
+     this plan (a gate, --max-changes, an empty file)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM; apply started no new
      write after the signal and reports what was done"""
 

@@ -15,6 +15,7 @@ from reconcile.cli.app import (
     EXIT_CHANGES,
     EXIT_CODES,
     EXIT_ERROR,
+    EXIT_REFUSED,
     cli,
     colour_for,
     connection_options,
@@ -38,6 +39,7 @@ from reconcile.render import (
     render_summary,
 )
 from reconcile.render.progress import ProgressLine
+from reconcile.safety import refusals
 from reconcile.writer import destination
 
 
@@ -101,6 +103,17 @@ def validate(state_files: tuple[Path, ...]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan as JSON in this file (- for standard output), for apply --plan.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Show the plan apply --force would carry out: the safety gates do not make plan exit 3.",
+)
+@click.option(
+    "--max-changes",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Exit 3, as apply --max-changes N would refuse, when the plan has more changes.",
+)
 @takes_flags
 def plan(
     state_file: Path,
@@ -110,9 +123,12 @@ def plan(
     show_unmanaged: bool,
     output_format: str,
     out: Path | None,
+    force: bool,
+    max_changes: int | None,
     flags: Flags,
 ) -> None:
-    """Show what apply would change. Read-only: sends only GET requests."""
+    """Show what apply would change. Read-only: sends only GET requests. Exits 3 when apply of
+    this plan (with the same --force and --max-changes) would refuse it."""
     saved_to = None if out is None else destination(out, stdout=sys.stdout)
     reading = progress_line("Reading runs", "requests")
     try:
@@ -127,7 +143,7 @@ def plan(
     finally:
         if reading is not None:
             reading.clear()
-    warnings = result.gates
+    warnings = refusals(result, force=force, max_changes=max_changes)
     if output_format == "json":
         render_plan_json(result, sys.stdout, warnings=warnings)
     elif output_format == "markdown":
@@ -137,6 +153,16 @@ def plan(
     if saved_to is not None:
         saved_to.write(lambda stream: render_plan_json(result, stream, warnings=warnings))
     step_summary(lambda stream: render_plan_markdown(result, stream, warnings=warnings))
+    if force:
+        for gate in result.gates:
+            click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
+    if warnings:
+        click.echo(
+            "Error: apply would refuse this plan; nothing can be applied as it is:\n"
+            + "\n".join(f"  - {warning}" for warning in warnings),
+            err=True,
+        )
+        sys.exit(EXIT_REFUSED)
     if detailed_exitcode and result.changes:
         sys.exit(EXIT_CHANGES)
 
