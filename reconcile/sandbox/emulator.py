@@ -7,10 +7,8 @@ in-process) and `serve()` (a loopback HTTP server) are thin adapters around it.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from reconcile.sandbox.faults import Fault, FaultQueue, distort, replacement
+from reconcile.sandbox.limits import RateLimiter
 from reconcile.sandbox.model import (
     DEFAULT_BEHAVIOUR,
     RUN_ID,
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     import httpx
 
 WRONG_ORG = "You don't have application's permissions for this organization!"
-_WINDOW = 60.0
 
 
 class Sandbox:
@@ -81,14 +79,18 @@ class Sandbox:
         self._store.encode_all(behaviour.archive_sets_status)
         self._faults = FaultQueue()
         self._log: list[LoggedRequest] = []
-        self._hits: deque[float] = deque()
+        self._limiter = RateLimiter(clock)
         self._served = 0
 
     @classmethod
-    def from_seed(cls, path: str | Path, behaviour: Behaviour = DEFAULT_BEHAVIOUR) -> Sandbox:
-        """Build a sandbox from a seed TOML file; raises SeedError if the file is unusable."""
+    def from_seed(cls, path: str | Path, behaviour: Behaviour | None = None) -> Sandbox:
+        """Build a sandbox from a seed TOML file; raises SeedError if the file is unusable.
+
+        `behaviour` replaces the seed's own [sandbox] switches when given.
+        """
         seed = load_seed(path)
-        return cls(seed.org_id, seed.token, seed.runs, behaviour, org_name=seed.org_name)
+        chosen = seed.behaviour if behaviour is None else behaviour
+        return cls(seed.org_id, seed.token, seed.runs, chosen, org_name=seed.org_name)
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -158,16 +160,19 @@ class Sandbox:
             return unauthenticated()
         if headers.get("authorization") != f"Bearer {self.token}":
             return unauthenticated()
-        remaining: int | None = None
-        if behaviour.rate_limit:
-            remaining = self._count_hit(behaviour.rate_limit)
-            if remaining is None:
-                retry = max(1, math.ceil(self._hits[0] + _WINDOW - self._clock()))
-                return rate_limited(behaviour.rate_limit, str(retry))
-        response = self._authorized(request, route, behaviour)
-        if remaining is not None:
-            response.headers["X-RateLimit-Limit"] = str(behaviour.rate_limit)
-            response.headers["X-RateLimit-Remaining"] = str(remaining)
+        if not behaviour.windows:
+            return self._authorized(request, route, behaviour)
+        org_scoped = route.org_id is not None and route.org_id == self.org_id
+        verdict = self._limiter.admit(
+            behaviour.windows, behaviour.rate_limit_headers, request.method, org_scoped
+        )
+        if verdict.refused_by is None:
+            response = self._authorized(request, route, behaviour)
+        else:
+            response = rate_limited(verdict.refused_by.label, str(verdict.retry_after))
+        if verdict.header is not None:
+            response.headers["X-RateLimit-Limit"] = str(verdict.header[0])
+            response.headers["X-RateLimit-Remaining"] = str(verdict.header[1])
         return response
 
     def _authorized(self, request: _Request, route: Route, behaviour: Behaviour) -> SandboxResponse:
@@ -189,17 +194,6 @@ class Sandbox:
         now = zulu_from_epoch(self._clock())
         call = Call(route, request.method, request.query, request.body, request.page_url, now)
         return handle(call, self._store, behaviour)
-
-    def _count_hit(self, limit: int) -> int | None:
-        """Record a request in the rolling window; None when the limit is already reached."""
-        now = self._clock()
-        while self._hits and self._hits[0] <= now - _WINDOW:
-            self._hits.popleft()
-        # Refused requests are not counted, as with Laravel's throttle: waiting always helps.
-        if len(self._hits) >= limit:
-            return None
-        self._hits.append(now)
-        return limit - len(self._hits)
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx.MockTransport answering from this sandbox, for httpx.AsyncClient."""

@@ -10,6 +10,9 @@ id = "<32 hex>"
 name = "Client onboarding - ACME"
 status = "active"                           # optional
 archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
+
+[sandbox]                                   # optional: behaviour switches (see switches.py)
+noop_write = "409"
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from typing import Any
 
 import tomli
 
-from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
+from reconcile.sandbox.model import DEFAULT_BEHAVIOUR, RUN_ID, Behaviour, SandboxRun, zulu
+from reconcile.sandbox.switches import BY_KEY
 
+DEMO_SEED = Path(__file__).with_name("demo-org.toml")
+"""The demo organization, shipped with the package: what `reconcile sandbox` serves by default."""
 _ORG_KEYS = frozenset({"id", "name", "token"})
-_TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated")
+_TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated", "completed_at")
 _STRINGS = ("status", "checklist_id")
 _RUN_KEYS = frozenset(
     {"id", "name", "owner_id", "tags", "users", "groups", *_TIMESTAMPS, *_STRINGS}
@@ -51,6 +57,8 @@ class Seed:
     org_name: str
     token: str
     runs: tuple[SandboxRun, ...]
+    behaviour: Behaviour = DEFAULT_BEHAVIOUR
+    """The seed's [sandbox] switches over the defaults."""
 
 
 def load_seed(path: str | Path) -> Seed:
@@ -66,8 +74,8 @@ def load_seed(path: str | Path) -> Seed:
         raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
 
     problems: list[str] = []
-    for key in sorted(set(data) - {"org", "runs"}):
-        problems.append(f"unknown top-level key {key!r} (expected [org] and [[runs]])")
+    for key in sorted(set(data) - {"org", "runs", "sandbox"}):
+        problems.append(f"unknown top-level key {key!r} (expected [org], [[runs]], [sandbox])")
     org = data.get("org")
     org_id = org_name = token = ""
     if not isinstance(org, dict):
@@ -93,9 +101,32 @@ def load_seed(path: str | Path) -> Seed:
     for run_id, count in Counter(run.id for run in runs).items():
         if count > 1:
             problems.append(f"run id {run_id} appears {count} times")
+    behaviour = _behaviour(data.get("sandbox", {}), problems)
     if problems:
         raise SeedError(path, problems)
-    return Seed(org_id=org_id, org_name=org_name, token=token, runs=tuple(runs))
+    return Seed(org_id, org_name, token, tuple(runs), behaviour)
+
+
+def _behaviour(table: Any, problems: list[str]) -> Behaviour:
+    """The [sandbox] table's switches over the defaults; problems are added to `problems`."""
+    if not isinstance(table, dict):
+        problems.append("sandbox must be a table ([sandbox])")
+        return DEFAULT_BEHAVIOUR
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        switch = BY_KEY.get(key)
+        if switch is None:
+            problems.append(f"[sandbox]: unknown key {key!r} (known: {', '.join(sorted(BY_KEY))})")
+            continue
+        try:
+            values[switch.name] = switch.convert(value)
+        except ValueError as exc:
+            problems.append(f"[sandbox] {key}: {exc}")
+    try:
+        return Behaviour(**values)
+    except ValueError as exc:
+        problems.append(f"[sandbox]: {exc}")
+        return DEFAULT_BEHAVIOUR
 
 
 def _run(table: dict[str, Any], where: str, problems: list[str]) -> SandboxRun | None:

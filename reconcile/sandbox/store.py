@@ -34,6 +34,7 @@ class RunRecord:
     started_at: str
     created_at: str
     last_updated: str
+    completed_at: str | None
     tags: tuple[str, ...]
     users: list[int]
     groups: list[str]
@@ -68,7 +69,11 @@ class RunRecord:
         """The run as the API shows it: every documented field, users and groups always present,
         and the tags relation when asked for (`with=tags`)."""
         complete = self.status == "complete"
-        percent = 100 if complete else 40
+        progress = {
+            "complete": 5 if complete else 2,
+            "total": 5,
+            "percent": 100 if complete else 40,
+        }
         relations: dict[str, Any] = {}
         if with_tags:
             # A seeded tag is one string, shown as both the tag's id and its title.
@@ -81,8 +86,9 @@ class RunRecord:
             "name": self.name,
             "summary": self.summary,
             "status": self.shown_status(archive_sets_status),
-            "progress": {"complete": 5 if complete else 2, "total": 5, "percent": percent},
-            "whole_progress": percent,
+            # Objects, as the get and list pages show them (the archive page's number is not).
+            "progress": progress,
+            "whole_progress": dict(progress),
             "started_by": self.owner_id,
             "owner_id": self.owner_id,
             "prerun": dict(self.prerun),
@@ -92,7 +98,7 @@ class RunRecord:
             "started_at": self.started_at,
             "last_updated": self.last_updated,
             "archived_at": self.archived_at,
-            "completed_at": self.last_updated if complete else None,
+            "completed_at": self.completed_at,
             "type": "procedure",
             "is_public": self.is_public,
             "users": list(self.users),
@@ -153,6 +159,8 @@ class RunStore:
                 started_at=run.started_at,
                 created_at=run.created_at,
                 last_updated=run.last_updated,
+                completed_at=run.completed_at
+                or (run.last_updated if run.status == "complete" else None),
                 tags=run.tags,
                 users=list(run.users),
                 groups=list(run.groups),
