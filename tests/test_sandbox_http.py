@@ -164,6 +164,8 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "--missing-client-header": ("404", "404", 404),
     "--can-archive": ("false", "false", False),
     "--admin": ("false", "false", False),
+    "--activity-feed": ("forbidden", '"forbidden"', "forbidden"),
+    "--auto-archive-clock": ("", "true", True),  # a yes/no flag alone means yes
     "--latency-ms": ("20", "20", 0.02),
 }
 BY_FLAG = {switch.flag: switch for switch in SWITCHES}
@@ -208,7 +210,11 @@ def test_flags_and_the_seed_table_reach_every_switch(tmp_path: Path) -> None:
     assert load_seed(seed).behaviour == behaviour
     with sandbox_command("--seed", str(seed)) as (_, lines):
         assert lines[1] == shown
-    flags = [arg for flag, (text, *_) in SAMPLES.items() for v in text.split() for arg in (flag, v)]
+    flags = [
+        arg
+        for flag, (text, *_) in SAMPLES.items()
+        for arg in ([flag] if not text else [x for v in text.split() for x in (flag, v)])
+    ]
     with sandbox_command(*flags) as (url, lines):
         # Without --seed: the demo organization, from the copy inside the package.
         assert lines[0] == f"Sandbox serving organization {ORG} at {url}"

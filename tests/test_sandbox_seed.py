@@ -145,7 +145,7 @@ def test_sandbox_table_sets_switches(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "problem"),
     [
-        ("[sandbox]\nnoop = 409\n", "[sandbox]: unknown key 'noop' (known: admin, archive_sets"),
+        ("[sandbox]\nnoop = 409\n", "[sandbox]: unknown key 'noop' (known: activity_feed, admin"),
         ("[sandbox]\nnoop_write = 204\n", "[sandbox] noop_write: must be one of 200, 400, 404"),
         ("[sandbox]\ncan_archive = 1\n", "[sandbox] can_archive: must be true or false, not 1"),
         ("[sandbox]\nper_page_cap = -3\n", "[sandbox] per_page_cap: must be a whole number"),

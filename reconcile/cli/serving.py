@@ -15,7 +15,7 @@ from reconcile.cli.app import (
     cli,
 )
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
-from reconcile.sandbox.switches import SWITCHES, changed, value_text
+from reconcile.sandbox.switches import SWITCHES, YES_NO, changed, value_text
 
 
 def _switch_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -27,6 +27,9 @@ def _switch_options(command: Callable[..., None]) -> Callable[..., None]:
             switch.name,
             type=click.Choice(switch.choices) if switch.choices else click.STRING,
             multiple=switch.multiple,
+            # A yes/no switch given alone means yes: `--auto-archive-clock`.
+            is_flag=False,
+            flag_value="true" if switch.choices == YES_NO else None,
             default=None,
             metavar=None if switch.choices else switch.metavar,
             help=f"{switch.help} Default: {value_text(switch, DEFAULT_BEHAVIOUR)}.",

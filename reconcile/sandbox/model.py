@@ -36,6 +36,7 @@ def normalize_timestamp(value: str) -> str:
 NOOP_ANSWERS = ("200", "400", "404", "409", "422")
 ARCHIVED_LISTINGS = ("both", "status", "archived")
 LINK_STYLES = ("php", "null", "empty")
+ACTIVITY_FEEDS = ("on", "forbidden", "missing", "empty")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class Behaviour:
     """False: the token's user is a light user, so archive and activate answer 403."""
     admin: bool = True
     """False: permanent delete answers 403."""
+    activity_feed: str = "on"
+    """GET /activity-feeds: "on", "forbidden" (403), "missing" (404) or "empty" (no entries)."""
+    auto_archive_clock: bool = False
+    """True: completed runs are archived, by nobody, once the org's auto-archive period passes."""
 
     def __post_init__(self) -> None:
         # A typo in a switch would otherwise silently fall back to some default branch.
@@ -113,6 +118,11 @@ class Behaviour:
             problems.append(
                 'total_pages must be "served", "absent" or a page size >= 1, not '
                 f"{self.total_pages!r}"
+            )
+        if self.activity_feed not in ACTIVITY_FEEDS:
+            problems.append(
+                f"activity_feed must be one of {', '.join(ACTIVITY_FEEDS)}, "
+                f"not {self.activity_feed!r}"
             )
         if self.latency < 0 or self.rate_limit < 0:
             problems.append("latency and rate_limit cannot be negative")
@@ -161,7 +171,7 @@ class SandboxRun:
     created_at: str = DEFAULT_TIMESTAMP
     last_updated: str = DEFAULT_TIMESTAMP
     completed_at: str | None = None
-    """None for a run with status "complete" means: completed at `last_updated`."""
+    """When a complete run completed; defaults to its last_updated."""
     tags: tuple[str, ...] = ()
     users: tuple[int, ...] = ()
     groups: tuple[str, ...] = ()

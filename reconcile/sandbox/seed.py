@@ -10,9 +10,13 @@ id = "<32 hex>"
 name = "Client onboarding - ACME"
 status = "active"                           # optional
 archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
+completed_at = "2026-01-09T17:00:00.000Z"   # optional; a complete run defaults to last_updated
 
 [sandbox]                                   # optional: behaviour switches (see switches.py)
 noop_write = "409"
+
+`[org]` may also set `auto_archive` and `auto_archive_processes_after` (organization.py), and
+`[[activity]]` entries are out-of-band moves (activity.py).
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from typing import Any
 
 import tomli
 
+from reconcile.sandbox.activity import SeedMove, parse_seed_activity
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR, RUN_ID, Behaviour, SandboxRun, zulu
+from reconcile.sandbox.organization import AUTO_ARCHIVE_OFF, AutoArchive, parse_seed_auto_archive
 from reconcile.sandbox.switches import BY_KEY
 
 DEMO_SEED = Path(__file__).with_name("demo-org.toml")
 """The demo organization, shipped with the package: what `reconcile sandbox` serves by default."""
-_ORG_KEYS = frozenset({"id", "name", "token"})
+_ORG_KEYS = frozenset({"id", "name", "token", "auto_archive", "auto_archive_processes_after"})
 _TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated", "completed_at")
 _STRINGS = ("status", "checklist_id")
 _RUN_KEYS = frozenset(
@@ -57,6 +63,8 @@ class Seed:
     org_name: str
     token: str
     runs: tuple[SandboxRun, ...]
+    auto_archive: AutoArchive = AUTO_ARCHIVE_OFF
+    activity: tuple[SeedMove, ...] = ()
     behaviour: Behaviour = DEFAULT_BEHAVIOUR
     """The seed's [sandbox] switches over the defaults."""
 
@@ -74,10 +82,13 @@ def load_seed(path: str | Path) -> Seed:
         raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
 
     problems: list[str] = []
-    for key in sorted(set(data) - {"org", "runs", "sandbox"}):
-        problems.append(f"unknown top-level key {key!r} (expected [org], [[runs]], [sandbox])")
+    for key in sorted(set(data) - {"org", "runs", "activity", "sandbox"}):
+        problems.append(
+            f"unknown top-level key {key!r} (expected [org], [[runs]], [[activity]], [sandbox])"
+        )
     org = data.get("org")
     org_id = org_name = token = ""
+    auto_archive = AUTO_ARCHIVE_OFF
     if not isinstance(org, dict):
         problems.append("missing [org] table with id, name and token")
     else:
@@ -88,6 +99,7 @@ def load_seed(path: str | Path) -> Seed:
             problems.append(f"[org] id: {org_id!r} is not 32 lowercase hex characters")
         org_name = _string(org, "name", "[org]", problems) or "Sandbox organization"
         token = _string(org, "token", "[org]", problems, required=True)
+        auto_archive = parse_seed_auto_archive(org, problems)
 
     raw_runs = data.get("runs", [])
     runs: list[SandboxRun] = []
@@ -101,10 +113,23 @@ def load_seed(path: str | Path) -> Seed:
     for run_id, count in Counter(run.id for run in runs).items():
         if count > 1:
             problems.append(f"run id {run_id} appears {count} times")
+    activity = parse_seed_activity(data.get("activity", []), problems)
+    seeded = {run.id for run in runs}
+    for move in activity:
+        if move.run_id not in seeded:
+            problems.append(f"[[activity]]: run {move.run_id} is not among the [[runs]]")
     behaviour = _behaviour(data.get("sandbox", {}), problems)
     if problems:
         raise SeedError(path, problems)
-    return Seed(org_id, org_name, token, tuple(runs), behaviour)
+    return Seed(
+        org_id=org_id,
+        org_name=org_name,
+        token=token,
+        runs=tuple(runs),
+        auto_archive=auto_archive,
+        activity=tuple(activity),
+        behaviour=behaviour,
+    )
 
 
 def _behaviour(table: Any, problems: list[str]) -> Behaviour:

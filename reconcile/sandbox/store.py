@@ -34,10 +34,10 @@ class RunRecord:
     started_at: str
     created_at: str
     last_updated: str
-    completed_at: str | None
     tags: tuple[str, ...]
     users: list[int]
     groups: list[str]
+    completed_at: str | None = None
     summary: str | None = None
     starred: bool = False
     is_public: bool = False
@@ -159,11 +159,12 @@ class RunStore:
                 started_at=run.started_at,
                 created_at=run.created_at,
                 last_updated=run.last_updated,
-                completed_at=run.completed_at
-                or (run.last_updated if run.status == "complete" else None),
                 tags=run.tags,
                 users=list(run.users),
                 groups=list(run.groups),
+                # Completion is a fact of the past: archiving or activating never changes it.
+                completed_at=run.completed_at
+                or (run.last_updated if run.status == "complete" else None),
             )
             self._next_increment += 1
             self._runs[run.id] = record

@@ -13,6 +13,7 @@ from typing import Any
 
 from reconcile.sandbox.limits import RateWindow
 from reconcile.sandbox.model import (
+    ACTIVITY_FEEDS,
     ARCHIVED_LISTINGS,
     LINK_STYLES,
     NOOP_ANSWERS,
@@ -97,7 +98,7 @@ def _total_pages(value: Any) -> str | int:
     return size
 
 
-_YES_NO = ("true", "false")
+YES_NO = ("true", "false")
 SWITCHES: tuple[Switch, ...] = (
     Switch(
         name="archived_get",
@@ -127,7 +128,7 @@ SWITCHES: tuple[Switch, ...] = (
         source="§4 (conflict)",
         help='Whether archived runs show status "archived".',
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
     ),
     Switch(
         name="put_clears_assignees",
@@ -137,7 +138,7 @@ SWITCHES: tuple[Switch, ...] = (
         source="§4 update (MCP)",
         help="Whether a PUT without users/groups empties them.",
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
     ),
     Switch(
         name="archived_listing",
@@ -158,7 +159,7 @@ SWITCHES: tuple[Switch, ...] = (
         source="§3 (inferred)",
         help="Whether a listing without an archived parameter includes archived runs.",
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
     ),
     Switch(
         name="per_page_default",
@@ -186,7 +187,7 @@ SWITCHES: tuple[Switch, ...] = (
         source="§8 second reading: pagination (MCP, SDK)",
         help="Whether per_page is ignored (every page has the default size).",
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
     ),
     Switch(
         name="pagination_links",
@@ -257,7 +258,7 @@ SWITCHES: tuple[Switch, ...] = (
         source="§4 archive (light users)",
         help="Whether the token's user may archive and activate (else 403).",
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
     ),
     Switch(
         name="admin",
@@ -267,7 +268,28 @@ SWITCHES: tuple[Switch, ...] = (
         source="§4 permanent delete",
         help="Whether the token's user may delete runs permanently (else 403).",
         convert=_boolean,
-        choices=_YES_NO,
+        choices=YES_NO,
+    ),
+    Switch(
+        name="activity_feed",
+        flag="--activity-feed",
+        key="activity_feed",
+        values="`on`, `forbidden` (403), `missing` (404), `empty` (no entries)",
+        source="§4 audit trail; §8 second reading: activity feed",
+        help="How GET /activity-feeds answers: served, 403, 404, or with no entries.",
+        convert=_choice(ACTIVITY_FEEDS),
+        choices=ACTIVITY_FEEDS,
+    ),
+    Switch(
+        name="auto_archive_clock",
+        flag="--auto-archive-clock",
+        key="auto_archive_clock",
+        values="`true`, `false`",
+        source="§4 automatic archiving; §8 second reading: auto-archive",
+        help="Whether completed runs are archived, with no person behind it, once the org's "
+        "auto-archive period has passed.",
+        convert=_boolean,
+        choices=YES_NO,
     ),
     Switch(
         name="latency",
