@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from reconcile.apply import ApplyReport, Result
 from reconcile.cli import cli
+from reconcile.domain import DesiredRun, ObservedRun, RunState, Source
 from reconcile.plan import Plan, Reason, build_plan
 from reconcile.planfile import checksum
 from reconcile.render.markdown import (
@@ -26,8 +27,7 @@ from reconcile.render.markdown import (
 )
 from reconcile.render.origin import Origin, ci_origin
 from reconcile.sandbox import Sandbox, SandboxRun
-from reconcile.state import DesiredRun, RunState, Source, StateFile, TallyfySettings
-from reconcile.tallyfy import ObservedRun
+from reconcile.state import StateFile, TallyfySettings
 from tests.conftest import FIGURES, HOSTILE, ORG, assert_inert, table_rows
 
 outside_text = st.one_of(
