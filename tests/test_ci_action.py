@@ -224,7 +224,7 @@ def plan_comment(forge: FakeForge, kind: str, number: int) -> str:
     return body
 
 
-def test_the_action_comments_once_applies_what_was_reviewed_and_replaces_a_failed_plan(
+def test_the_action_comments_once_and_applies_what_was_reviewed(
     sandbox: Sandbox,
     served: str,
     forge: FakeForge,
@@ -270,22 +270,6 @@ def test_the_action_comments_once_applies_what_was_reviewed_and_replaces_a_faile
     assert [r.method for r in forge.writes()] == ["POST", "PATCH"]
     assert any(r.query.get("page") == "2" for r in forge.requests if r.method == "GET")
 
-    # A push that breaks the file: the job fails, and the comment no longer offers a checksum.
-    (repo / "state.toml").write_text("[runs]\nnot a run = 1\n")
-    broken = run_action(
-        inputs, workspace=repo, runner_temp=runner_temp, forge=forge, event=pr, env=offline_pip
-    )
-    assert broken.outcomes["Plan"] == "failure"
-    assert broken.outcomes["Post or update the plan comment"] == "success"
-    assert broken.outcomes["Job summary"] == "success"
-    error = plan_comment(forge, GITHUB, 7)
-    assert "### reconcile plan **failed**" in error
-    assert "**There is no plan to apply** for `state.toml`" in error
-    assert "Error: " in error
-    assert "state.toml" in error
-    assert "reconcile-checksum" not in error
-    assert len(forge.bodies(GITHUB, 7)) == 3
-
     # Fixed again and merged: apply finds the merged pull request's comment and its checksum.
     shutil.copy(ROOT / "state.example.toml", repo / "state.toml")
     run_action(
@@ -319,6 +303,53 @@ def test_the_action_comments_once_applies_what_was_reviewed_and_replaces_a_faile
     )
     assert refused.outcomes["Apply exactly the reviewed plan"] == "failure"
     assert len(sandbox.writes) == 3
+
+
+def test_a_failed_or_refused_plan_replaces_the_comment_and_fails_the_check(
+    sandbox: Sandbox,
+    served: str,
+    forge: FakeForge,
+    repo: Path,
+    runner_temp: Path,
+    offline_pip: dict[str, str],
+) -> None:
+    inputs = {"tallyfy-token": TOKEN, "org": ORG, "api-url": served, "github-token": FORGE_TOKEN}
+    pr = pull_request_event()
+    run_action(
+        inputs, workspace=repo, runner_temp=runner_temp, forge=forge, event=pr, env=offline_pip
+    )
+    assert "reconcile-checksum" in plan_comment(forge, GITHUB, 7)
+
+    # A push that breaks the file: the job fails, and the comment no longer offers a checksum.
+    (repo / "state.toml").write_text("[runs]\nnot a run = 1\n")
+    broken = run_action(
+        inputs, workspace=repo, runner_temp=runner_temp, forge=forge, event=pr, env=offline_pip
+    )
+    assert broken.outcomes["Plan"] == "failure"
+    assert broken.outcomes["Post or update the plan comment"] == "success"
+    assert broken.outcomes["Job summary"] == "success"
+    error = plan_comment(forge, GITHUB, 7)
+    assert "### reconcile plan **failed**" in error
+    assert "**There is no plan to apply** for `state.toml`" in error
+    assert "Error: " in error
+    assert "state.toml" in error
+    assert "reconcile-checksum" not in error
+    assert len(forge.bodies(GITHUB, 7)) == 1
+
+    # A push that apply would refuse (it archives every active run): red check, reason shown.
+    path = write_state(repo / "state.toml", dict.fromkeys(DEMO_IDS, "archived"))
+    path.write_text("[safety]\nmin_runs = 5\n" + path.read_text())
+    gated = run_action(
+        inputs, workspace=repo, runner_temp=runner_temp, forge=forge, event=pr, env=offline_pip
+    )
+    assert gated.outcomes["Plan"] == "failure"
+    refusal = plan_comment(forge, GITHUB, 7)
+    assert "`reconcile plan` exited 3:" in refusal
+    assert "> **Warning:** apply would refuse: the plan would archive 7 of the 7" in refusal
+    assert "reconcile-checksum" not in refusal
+
+    assert [r.method for r in forge.writes()] == ["POST", "PATCH", "PATCH"]
+    assert sandbox.writes == []
 
 
 def test_each_action_step_gets_only_the_token_it_needs() -> None:

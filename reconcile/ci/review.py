@@ -136,8 +136,11 @@ def summary(outcomes: Sequence[Outcome], context: Context) -> str:
     for outcome in outcomes:
         lines += ["", f"#### `{outcome.state_file}`", ""]
         if outcome.failed:
+            # Exit 3 comes with the whole plan, its reasons among the warnings: both are shown.
             lines += [f"`reconcile plan` exited {outcome.exit_code}:", "", _fenced(outcome.error)]
-            continue
+            if not outcome.markdown.strip():
+                continue
+            lines.append("")
         text = outcome.markdown.rstrip()
         if len(text) > room:
             text = (
