@@ -75,6 +75,16 @@ def resolve_target(
     """Pick the API URL and organization by precedence and check both."""
     api_url = api_url_flag or environ.get(API_URL_ENV) or settings.api_url or DEFAULT_API_URL
     org_id = org_flag or environ.get(ORG_ENV) or settings.org_id
+    if settings.org_id and org_id != settings.org_id:
+        # A state file names its organization so that it is never applied to another by a
+        # stray environment variable or flag: that takes editing the file.
+        given = "--org" if org_flag else ORG_ENV
+        raise ConfigError(
+            f"The organization given by {given}, {org_id}, is not the state file's org_id, "
+            f"{settings.org_id}. A state file that names its organization is used only with "
+            f"that one: unset {given}, or change (or remove) org_id in the file's [tallyfy] "
+            "table to use it with another."
+        )
     if not org_id:
         raise ConfigError(
             f"No organization ID. Pass --org, set {ORG_ENV}, or set org_id in the state file's "

@@ -237,7 +237,8 @@ class TallyfyClient:
                     await asyncio.sleep(self._backoff(attempt))
                     continue
                 raise ApiError(
-                    f"No answer from the API ({type(exc).__name__}: {exc or 'connection failed'})"
+                    f"No answer from the API at {url.netloc.decode('ascii')} "
+                    f"({type(exc).__name__}: {exc or 'connection failed'})"
                     + (f" for run {run_id}." if run_id else "."),
                     method=method,
                     path=shown,
