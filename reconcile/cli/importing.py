@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconcile import pipeline
 from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
 from reconcile.config import Flags
 from reconcile.errors import ConfigError
-from reconcile.importer import Include, Mode, make_selection
+
+if TYPE_CHECKING:
+    from reconcile.importer import Include
 
 
 @cli.command("import", epilog=EXIT_CODES)
@@ -69,6 +71,10 @@ def import_(
 ) -> None:
     """Write the organization's runs, with their live states and names, as a state file.
     Read-only towards Tallyfy: sends only GET requests."""
+    # Only now: the pipeline brings the HTTP stack, which `--version` and `validate` never need.
+    from reconcile import pipeline
+    from reconcile.importer import Mode, make_selection
+
     if force and merge:
         raise ConfigError("Give --force or --merge, not both.")
     selection = make_selection(

@@ -6,11 +6,10 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconcile import pipeline
-from reconcile.apply import Interruption, Result
 from reconcile.cli.app import (
     EXIT_CHANGES,
     EXIT_CODES,
@@ -28,19 +27,16 @@ from reconcile.cli.app import (
 from reconcile.config import Flags
 from reconcile.domain import RunState
 from reconcile.errors import ReconcileError, SafetyError
-from reconcile.plan import Plan
-from reconcile.render import (
-    render_apply_markdown,
-    render_plan,
-    render_plan_json,
-    render_plan_markdown,
-    render_report_json,
-    render_result,
-    render_summary,
-)
 from reconcile.render.progress import ProgressLine
-from reconcile.safety import refusals
+from reconcile.state import load_state
 from reconcile.writer import destination
+
+if TYPE_CHECKING:
+    from reconcile.apply import Result
+    from reconcile.plan import Plan
+
+# `plan` and `apply` import the pipeline and the renderers when they run: they bring the HTTP
+# stack, which `--version` and `validate` (run by pre-commit on every commit) never need.
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -52,7 +48,7 @@ def validate(state_files: tuple[Path, ...]) -> None:
     invalid = 0
     for state_file in state_files or (Path("state.toml"),):
         try:
-            state = pipeline.validate(state_file)
+            state = load_state(state_file)  # what pipeline.validate is, without the pipeline
         except ReconcileError as exc:
             click.echo(f"Error: {exc}", err=True)
             invalid += 1
@@ -129,6 +125,10 @@ def plan(
 ) -> None:
     """Show what apply would change. Read-only: sends only GET requests. Exits 3 when apply of
     this plan (with the same --force and --max-changes) would refuse it."""
+    from reconcile import pipeline
+    from reconcile.render import render_plan, render_plan_json, render_plan_markdown
+    from reconcile.safety import refusals
+
     saved_to = None if out is None else destination(out, stdout=sys.stdout)
     reading = progress_line("Reading runs", "requests")
     try:
@@ -212,6 +212,15 @@ def apply(
     flags: Flags,
 ) -> None:
     """Plan, ask for confirmation, then archive and activate exactly the planned runs."""
+    from reconcile import pipeline
+    from reconcile.apply import Interruption
+    from reconcile.render import (
+        render_apply_markdown,
+        render_plan_markdown,
+        render_report_json,
+        render_summary,
+    )
+
     report_to = None if report_file is None else destination(report_file, stdout=sys.stdout)
     approved = auto_approve or plan_file is not None or expected_checksum is not None
     shown = _Applying(colour_for(sys.stdout), approved)
@@ -273,6 +282,8 @@ class _Applying:
                 f"Saved plan {plan.saved.path}: {plan.saved.reviewed} changes reviewed, "
                 f"{plan.saved.done} already done."
             )
+        from reconcile.render import render_plan
+
         render_plan(plan, sys.stdout, colour=self.colour)
 
     def approve(self, plan: Plan) -> None:
@@ -288,6 +299,8 @@ class _Applying:
         self.results.append(result)
         if self.progress is not None:
             self.progress.clear()
+        from reconcile.render import render_result
+
         render_result(result, sys.stdout, colour=self.colour)
         sys.stdout.flush()
         if self.progress is not None and self.planned is not None:
