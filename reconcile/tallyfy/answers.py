@@ -63,7 +63,8 @@ class Answer:
     def unexpected(self, asked: Asked) -> BadResponseError:
         """Any status other than 200 below 400. A redirect is not followed (it could take the
         token elsewhere) and its body is not an answer, even when it looks like one."""
-        kind = "a redirect, which is not followed" if 300 <= self.status < 400 else "not 200"
+        redirect = self.status in (301, 302, 303, 307, 308)
+        kind = "a redirect, which is not followed" if redirect else "not 200"
         return BadResponseError(
             f"The API answered HTTP {self.status} ({kind}); Tallyfy documents 200 for this "
             "request, so the answer is not taken for a result" + asked.ending,
