@@ -201,7 +201,7 @@ def test_an_unexpected_status_on_a_write_is_not_an_answer(
     assert result.exit_code == 1, result.output
     assert f"FAILED  {RUN}  archive: The API answered HTTP {status} (" in result.stdout
     assert "Apply finished: 0 archived, 0 activated, 1 failed." in result.stdout
-    assert sandbox_states(sandbox, [RUN]) == {RUN: "active"}
+    assert sandbox_states(sandbox, (RUN,)) == {RUN: "active"}
     assert not [target for _, target in hostile.seen if "stolen" in target]
     deletes = [n for n, (method, _) in enumerate(hostile.seen) if method == "DELETE"]
     assert len(deletes) == 3
@@ -226,7 +226,7 @@ def test_a_redirect_to_a_write_that_happened_is_confirmed_by_reading(
     assert result.exit_code == 0, result.output
     assert f"ok      {RUN}  archived (confirmed by re-reading)" in result.stdout
     assert hostile.count("DELETE", RUN_PATH) == 1
-    assert sandbox_states(sandbox, [RUN]) == {RUN: "archived"}
+    assert sandbox_states(sandbox, (RUN,)) == {RUN: "archived"}
 
 
 @pytest.mark.parametrize("status", [301, 302, 304, 307, 308, 204])
@@ -308,7 +308,7 @@ def test_timeout_bounds_the_whole_answer_not_the_gap_between_bytes(
         f"the timeout of 0.5 s) for run {RUN}."
     ) in result.stdout
     assert hostile.count("DELETE", RUN_PATH) == 3
-    assert sandbox_states(sandbox, [RUN]) == {RUN: "active"}
+    assert sandbox_states(sandbox, (RUN,)) == {RUN: "active"}
 
 
 @functools.cache
@@ -341,7 +341,7 @@ def test_a_compressed_answer_cannot_expand_past_the_bound(
         result = reconcile("apply", str(state), "--auto-approve")
     assert result.exit_code == 1
     reason = "larger than 32 MiB" if encoding == "gzip" else f"encoded as {encoding!r}"
-    assert result.stderr.startswith(f"Error: The API's answer was not read to its end: the body")
+    assert result.stderr.startswith("Error: The API's answer was not read to its end: the body")
     assert reason in result.stderr
     assert sandbox.writes == []
 
@@ -364,8 +364,8 @@ def test_a_corrupt_or_cut_gzip_answer_is_a_bad_answer(
 
 def endless(wire: Wire) -> None:
     """A chunked body that never ends, as fast as the client takes it."""
-    wire.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n")
-    wire.send(b"\r\n")
+    wire.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+    wire.send(b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b" " * 65536
     while not wire.gone.is_set():
         wire.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))

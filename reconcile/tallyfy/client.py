@@ -24,6 +24,7 @@ import httpx
 
 from reconcile import __version__
 from reconcile.config import Target, Token
+from reconcile.domain import ObservedRun
 from reconcile.errors import ApiError, BadResponseError, ConfigError, NotFoundError
 from reconcile.tallyfy.answers import (
     Answer,
@@ -34,7 +35,7 @@ from reconcile.tallyfy.answers import (
 )
 from reconcile.tallyfy.network import proxy_for
 from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Turn
-from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
+from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
@@ -140,6 +141,11 @@ class TallyfyClient:
         path = self._runs_path(run_id) + "/activate"
         body = await self._send("PUT", path, run_id=run_id, stop=stop)
         return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The decoded JSON answer to one GET of `path` (below the API URL, such as `me` or
+        `organizations/{org}`), with the retries and error mapping of every other request."""
+        return await self._send("GET", path, params=params)
 
     async def list_page(
         self, archived: Archived | None, page: int, query: Mapping[str, str] | None = None
