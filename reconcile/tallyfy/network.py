@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from reconcile.config import _is_loopback
+from reconcile.config import is_loopback
 from reconcile.errors import ConfigError
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
@@ -48,7 +48,7 @@ def proxy_for(api_url: str, environ: Mapping[str, str]) -> Proxy | None:
     proxies = [_checked_proxy(name, environ[name]) for name in PROXY_VARIABLES if environ.get(name)]
     parts = urlsplit(api_url)
     host = parts.hostname or ""
-    if not proxies or parts.scheme != "https" or _is_loopback(host):
+    if not proxies or parts.scheme != "https" or is_loopback(host):
         return None
     exempt = next((environ[name] for name in NO_PROXY_VARIABLES if environ.get(name)), "")
     if _exempt(host, parts.port or 443, exempt):
