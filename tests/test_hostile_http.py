@@ -12,7 +12,6 @@ import contextlib
 import functools
 import gzip
 import json
-import signal
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -29,30 +28,10 @@ from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
 from reconcile.sandbox.responses import SandboxResponse
 from tests.conftest import DEMO_IDS, FIGURES, ORG, TOKEN, sandbox_states, write_state
+from tests.helpers import within
 
 RUN = DEMO_IDS[0]  # active in the demo organization
 RUN_PATH = f"/organizations/{ORG}/runs/{RUN}"
-
-
-class Hung(BaseException):
-    """A command outlived its deadline. BaseException, so that no `except Exception` on the way
-    (CliRunner's included) can take it for the command's own failure."""
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail the block if it takes longer than `seconds` (SIGALRM; tests run in the main thread)."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise Hung(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Wire:
