@@ -1,19 +1,25 @@
-"""Helpers shared by test modules: a deadline for tests that could hang, and TLS on loopback."""
+"""Helpers shared by test modules: deadlines for tests that could hang, an interrupted apply in a
+process of its own, and TLS on loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import ORG, TOKEN, check_no_secret
 
 
 class Hung(BaseException):
@@ -35,6 +41,41 @@ def within(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def interrupt_apply(
+    served: str,
+    args: list[str],
+    signum: int,
+    ready: Callable[[], bool],
+    timeout: float = 60,
+) -> tuple[int, str, str]:
+    """Run `reconcile apply --auto-approve ARGS` in a process of its own against the served
+    sandbox, send it `signum` once `ready()` holds (or it ended, or `timeout` passed), and return
+    its exit code and output, checked for the token. A process still running `timeout` seconds
+    after the signal is killed and the test fails."""
+    env = {
+        **os.environ,
+        "TALLYFY_API_URL": served,
+        "TALLYFY_ORG_ID": ORG,
+        "TALLYFY_ACCESS_TOKEN": TOKEN,
+    }
+    command = [sys.executable, "-m", "reconcile", "apply", "--auto-approve", *args]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        give_up = time.monotonic() + timeout
+        while not ready() and process.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.01)
+        process.send_signal(signum)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise Hung(f"apply still running {timeout} s after the signal") from None
+    check_no_secret(stdout + stderr, "the output of an interrupted apply")
+    return process.returncode, stdout, stderr
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
