@@ -123,6 +123,12 @@ def reconcile(*args: str) -> Result:
         return CliRunner().invoke(cli, list(args))
 
 
+def refused(*args: str) -> Result:
+    """A command given a bad proxy variable or API URL, counted for the README's figures."""
+    FIGURES["bad proxy variables and API URLs tried"] += 1
+    return reconcile(*args)
+
+
 def every_proxy_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.setenv(name, url)
@@ -254,8 +260,7 @@ def test_a_malformed_or_unsupported_proxy_variable_is_a_clear_error(
         reason = reason.replace("ALL_PROXY", variable)
     monkeypatch.setenv(variable, value)
     monkeypatch.setenv("TALLYFY_API_URL", served)
-    FIGURES["bad proxy variables tried"] += 1
-    result = reconcile("plan", str(EXAMPLE))
+    result = refused("plan", str(EXAMPLE))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: The proxy variable {variable} ")
     assert reason in result.stderr
@@ -281,10 +286,9 @@ def test_a_malformed_or_unsupported_proxy_variable_is_a_clear_error(
 def test_a_bad_api_url_is_a_clear_error(
     sandbox: Sandbox, served: str, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
 ) -> None:
-    FIGURES["bad API URLs tried"] += 1
     for given in (["--api-url", url], []):
         monkeypatch.setenv("TALLYFY_API_URL", url)
-        result = reconcile("plan", str(EXAMPLE), *given)
+        result = refused("plan", str(EXAMPLE), *given)
         assert result.exit_code == 1
         assert result.stderr.startswith("Error: ")
         assert reason in result.stderr
@@ -322,16 +326,15 @@ def test_a_state_file_cannot_send_the_token_to_another_host(
     host is not loopback), and not one does. Given by the pipeline (TALLYFY_API_URL), another
     API is used, and the file's value is not."""
     state = state_with_api_url(tmp_path, api_url)
-    FIGURES["state-file API URLs tried"] += 1
     with recording_proxy() as proxy:
         every_proxy_variable(monkeypatch, proxy.url)
-        refused = reconcile("apply", str(state), "--auto-approve")
+        refusal = refused("apply", str(state), "--auto-approve")
         monkeypatch.setenv("TALLYFY_API_URL", served)
         overridden = reconcile("apply", str(state), "--auto-approve")
-    assert refused.exit_code == 1
-    assert refused.stderr.startswith("Error: ")
+    assert refusal.exit_code == 1
+    assert refusal.stderr.startswith("Error: ")
     reasons = ("is not a Tallyfy host", "unencrypted", "carries a user name or password")
-    assert any(reason in refused.stderr for reason in reasons), refused.stderr
+    assert any(reason in refusal.stderr for reason in reasons), refusal.stderr
     assert proxy.received == b""
     assert overridden.exit_code == 0, overridden.output
     assert sandbox_states(sandbox, (DEMO_IDS[0],)) == {DEMO_IDS[0]: "archived"}
