@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
-from reconcile.plan import Plan, Reason
+from reconcile.plan import Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.text import apply_summary_line, summary_line
 
@@ -48,7 +48,14 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
     if plan.changes:
         digest = checksum(plan)
         foot = ["", f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)"]
-    budget = BUDGET - _size(head) - _size(foot) - 3 * _NOTE_ROOM
+    budget = BUDGET - _size(head) - _size(foot) - 5 * _NOTE_ROOM
+    groups: list[str] = []
+    if plan.summarised:
+        for kind, found in (("blueprint", plan.by_blueprint), ("owner", plan.by_owner)):
+            rows = [f"| {_group_cell(kind, group)} | {group.count:,} |" for group in found]
+            table, shown, budget = _table([kind, "changes"], rows, budget)
+            groups += table + _cut(f"{kind}s", shown, len(rows))
+    head += groups
     labelled = plan.baseline is not None
     changes = [
         f"| {c.action.value} | `{c.run_id}` | {_cell(c.name)} | {c.current.value} -> "
@@ -101,6 +108,14 @@ def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> No
     )
     body += _cut("changes (failures are listed first)", shown, len(rows))
     stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _group_cell(kind: str, group: Group) -> str:
+    if group.id is None:
+        return f"_no {kind}_"
+    if group.title:
+        return f"{_cell(group.title)} (`{group.id}`)"
+    return f"`{group.id}`"
 
 
 def _outcome(result: Result) -> str:

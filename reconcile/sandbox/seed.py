@@ -27,7 +27,7 @@ from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
 
 _ORG_KEYS = frozenset({"id", "name", "token"})
 _TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated")
-_STRINGS = ("status", "checklist_id")
+_STRINGS = ("status", "checklist_id", "checklist_title")
 _RUN_KEYS = frozenset(
     {"id", "name", "owner_id", "tags", "users", "groups", *_TIMESTAMPS, *_STRINGS}
 )
