@@ -12,7 +12,10 @@ from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconcile.cli import cli
+from reconcile.plan import Group, build_plan
 from reconcile.sandbox import Sandbox, SandboxRun
+from reconcile.state import load_state
+from reconcile.tallyfy import ObservedRun
 from tests.conftest import write_state
 
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
@@ -94,3 +97,38 @@ def plan_json(state: Path) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(result.stdout)
     Draft202012Validator(PLAN_SCHEMA).validate(document)
     return document
+
+
+def test_groups_are_largest_first_and_ties_put_unknowns_last() -> None:
+    def observed(
+        n: int, blueprint: str | None, owner: int | None, title: str | None
+    ) -> ObservedRun:
+        return ObservedRun(
+            run_id=f"{n:032x}",
+            name=f"Run {n}",
+            status="active",
+            archived_at=None,
+            last_updated=None,
+            checklist_id=bp,
+            checklist_title=title,
+            owner_id=owner,
+        )
+
+    runs = [
+        observed(1, None, None, None),
+        observed(2, AUDIT, 3, None),
+        observed(3, AUDIT, 3, "Quarterly audit"),
+        observed(4, ONBOARDING, 2, "Client onboarding"),
+        observed(5, OFFBOARDING, None, ""),
+    ]
+    text = "[runs]\n" + "".join(f'{run.run_id} = "archived"\n' for run in runs)
+    state = load_state("s.toml", raw=text.encode())
+    plan = build_plan(state, {run.run_id: run for run in runs}, org_id=AUDIT, api_url="x")
+    assert plan.by_blueprint == (
+        Group(AUDIT, "Quarterly audit", 2),
+        Group(ONBOARDING, "Client onboarding", 1),
+        Group(OFFBOARDING, None, 1),
+        Group(None, None, 1),
+    )
+    assert plan.by_owner == (Group(3, None, 2), Group(None, None, 2), Group(2, None, 1))
+    assert not plan.summarised
