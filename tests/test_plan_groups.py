@@ -109,7 +109,7 @@ def test_groups_are_largest_first_and_ties_put_unknowns_last() -> None:
             status="active",
             archived_at=None,
             last_updated=None,
-            checklist_id=bp,
+            checklist_id=blueprint,
             checklist_title=title,
             owner_id=owner,
         )
