@@ -18,8 +18,8 @@ from typing import Literal, NamedTuple, TypeVar
 
 import tomli
 
+from reconcile.domain import RunState
 from reconcile.errors import Problem, StateFileError
-from reconcile.state import RunState
 
 _T = TypeVar("_T")
 Kind = Literal["basic", "literal", "multiline", "array", "table", "other"]

@@ -12,10 +12,10 @@ from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconcile.cli import cli
+from reconcile.domain import ObservedRun
 from reconcile.plan import Group, build_plan
 from reconcile.sandbox import Sandbox, SandboxRun
 from reconcile.state import load_state
-from reconcile.tallyfy import ObservedRun
 from tests.conftest import write_state
 
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
@@ -80,6 +80,23 @@ def test_a_long_plan_is_summarised_by_blueprint_and_owner(
     assert "| owner | changes |\n| --- | --- |\n| `7` | 18 |\n| `9` | 4 |\n" in markdown
     assert markdown.count("| archive |") == 22
 
+    summary = plan_json(state)["summary"]
+    assert summary["by_blueprint"] == [
+        {"id": ONBOARDING, "title": "Client onboarding", "count": 12},
+        {"id": OFFBOARDING, "title": "Offboarding | *staff*", "count": 6},
+        {"id": AUDIT, "title": "Quarterly audit", "count": 4},
+    ]
+    assert summary["by_owner"] == [
+        {"id": 7, "title": None, "count": 18},
+        {"id": 9, "title": None, "count": 4},
+    ]
+
+    saved = tmp_path / "plan.json"
+    assert run("plan", str(state), "--out", str(saved)).exit_code == 0
+    shown = CliRunner().invoke(cli, ["apply", "--plan", str(saved)], input="n\n")
+    assert "\n".join(head) in shown.output, shown.output
+    assert not any(request.is_write for request in sandbox.requests)
+
 
 def test_a_short_plan_lists_its_changes_without_groups(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
@@ -90,6 +107,7 @@ def test_a_short_plan_lists_its_changes_without_groups(
     assert text.count("  archive   ") == 20
     assert "changes by" not in text
     assert "| blueprint | changes |" not in markdown
+    assert plan_json(state)["summary"]["by_owner"] == [{"id": 7, "title": None, "count": 20}]
 
 
 def plan_json(state: Path) -> dict[str, Any]:

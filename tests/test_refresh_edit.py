@@ -11,9 +11,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile.domain import RunState
 from reconcile.errors import StateFileError
 from reconcile.refresh import StateEdits, check_editable, edit_state
-from reconcile.state import RunState, load_state
+from reconcile.state import load_state
 
 RUN_IDS = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 STATES = st.sampled_from(list(RunState))
