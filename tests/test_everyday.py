@@ -32,12 +32,16 @@ def test_an_organization_other_than_the_files_is_refused_naming_both(
     for command in (args, ["apply", *args[1:], "--auto-approve"]):
         result = CliRunner().invoke(cli, command)
         assert result.exit_code == 1
-        source = "--org" if given == "flag" else "TALLYFY_ORG_ID"
+        source, undo = (
+            ("--org", "drop --org")
+            if given == "flag"
+            else ("TALLYFY_ORG_ID", "unset TALLYFY_ORG_ID")
+        )
         assert result.stderr == (
             f"Error: The organization given by {source}, {ORG}, is not the state file's org_id, "
             f"{OTHER}. A state file that names its organization is used only with that one: "
-            f"unset {source}, or change (or remove) org_id in the file's [tallyfy] table to use "
-            "it with another.\n"
+            f"{undo}, or change (or remove) org_id in the file's [tallyfy] table to use it with "
+            "another.\n"
         )
     assert sandbox.requests == [], "refused before any request"
 

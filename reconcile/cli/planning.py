@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.argument("state_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "state_files",
+    nargs=-1,
+    metavar="[STATE_FILE]...",
+    type=click.Path(dir_okay=False, path_type=Path),
+)
 def validate(state_files: tuple[Path, ...]) -> None:
     """Check each STATE_FILE offline (default: state.toml). Sends no request. Every file is
     checked, and every problem of each is reported, before the exit code says whether all were
