@@ -13,9 +13,15 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
+from reconcile.differences import DeclarationChanges
 from reconcile.plan import Plan, Reason
 from reconcile.planfile import checksum
-from reconcile.render.text import apply_summary_line, summary_line
+from reconcile.render.text import (
+    EDITS_SHOWN,
+    apply_summary_line,
+    declaration_lines,
+    summary_line,
+)
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -44,6 +50,8 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
             f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the "
             "run was moved in Tallyfy; applying moves it back).",
         ]
+    if plan.declarations is not None:
+        head += ["", *_declarations_since(plan.declarations, plan.baseline)]
     foot = []
     if plan.changes:
         digest = checksum(plan)
@@ -80,6 +88,16 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
         summary = f"{len(rows)} unmanaged {noun} (not in the state file; never touched)"
         body += ["", f"<details><summary>{summary}</summary>", *table, "", "</details>"]
     stream.write("\n".join([*head, *body, *foot]) + "\n")
+
+
+def _declarations_since(edits: DeclarationChanges, baseline: str | None) -> list[str]:
+    if not edits:
+        return [f"No declaration changed since the baseline `{baseline}`."]
+    lines = declaration_lines(edits)
+    items = [f"- {_cell(line)}" for line in lines[:EDITS_SHOWN]]
+    if len(lines) > EDITS_SHOWN:
+        items.append(f"- and {len(lines) - EDITS_SHOWN:,} more (the JSON plan lists them all)")
+    return [f"Declarations since the baseline `{baseline}`: {edits.summary()}:", "", *items]
 
 
 def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> None:

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
+from reconcile.differences import DeclarationChanges
 from reconcile.plan import Action, Change, Plan, Reason
 from reconcile.planfile import checksum
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
+EDITS_SHOWN = 10  # and this many declarations changed since the baseline
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 _ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
 
@@ -50,6 +52,31 @@ def _baseline_lines(plan: Plan) -> list[str]:
     ]
 
 
+def declaration_lines(edits: DeclarationChanges) -> list[str]:
+    """One line per declaration added, removed or changed since the baseline."""
+    lines = [f"added    {d.run_id}  {d.state}" + _label(d.name) for d in edits.added]
+    lines += [f"removed  {d.run_id}  {d.state}" + _label(d.name) for d in edits.removed]
+    lines += [f"changed  {c.run_id}  {c}" for c in edits.changed]
+    return lines
+
+
+def _label(name: str | None) -> str:
+    return "" if name is None else f"  {name!r}"
+
+
+def _declarations_since(plan: Plan) -> list[str]:
+    if plan.declarations is None:
+        return []
+    if not plan.declarations:
+        return [f"No declaration changed since the baseline {plan.baseline}."]
+    lines = declaration_lines(plan.declarations)
+    shown = [f"  {line}" for line in lines[:EDITS_SHOWN]]
+    if len(lines) > EDITS_SHOWN:
+        shown.append(f"  ... and {len(lines) - EDITS_SHOWN} more")
+    head = f"Declarations since the baseline {plan.baseline}: {plan.declarations.summary()}:"
+    return [head, *shown]
+
+
 def _unmanaged_lines(plan: Plan) -> list[str]:
     if plan.unmanaged is None:
         return []
@@ -85,6 +112,7 @@ def render_plan(
         [change_line(change, colour) for change in plan.changes],
         [_paint(note, "yellow", colour) for note in notes],
         _baseline_lines(plan),
+        _declarations_since(plan),
         _unmanaged_lines(plan),
     ]
     sections = [lines for lines in sections if lines]
