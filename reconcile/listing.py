@@ -3,12 +3,11 @@ without archived runs: what `import` adopts and `plan --show-unmanaged` lists.""
 
 from __future__ import annotations
 
-import asyncio
-
 from reconcile.domain import ObservedRun
 from reconcile.selection import Include, Selection
 from reconcile.tallyfy import TallyfyClient
 from reconcile.tallyfy.client import Archived
+from reconcile.tallyfy.tasks import gather
 
 _LISTINGS: dict[Include, tuple[Archived | None, ...]] = {
     "active": (None,),
@@ -22,7 +21,7 @@ async def list_org_runs(
 ) -> list[ObservedRun]:
     """Every run of the organization's listings, sorted by run ID. A run archived or activated
     while the listings are read can appear in both; it is kept once."""
-    listings = await asyncio.gather(
+    listings = await gather(
         *(client.list_runs(archived, query=query) for archived in _LISTINGS[include])
     )
     unique = {run.run_id: run for listing in listings for run in listing}

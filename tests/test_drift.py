@@ -12,10 +12,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
-from reconcile.cli import cli
 from reconcile.drift import label_changes
 from reconcile.plan import Plan, Reason, build_plan
 from reconcile.render import render_plan
@@ -23,8 +21,16 @@ from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
 from reconcile.unmanaged import add_unmanaged
-from tests.conftest import DEMO_IDS, ORG, client_for, json_checksum, write_state
-from tests.test_import import BIG_ORG_SIZE, big_org_runs
+from tests.helpers import (
+    BIG_ORG_SIZE,
+    DEMO_IDS,
+    ORG,
+    big_org_runs,
+    client_for,
+    json_checksum,
+    run,
+    write_state,
+)
 
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
 NAMES = {
@@ -39,10 +45,6 @@ EDITED = {
     DEMO_IDS[3]: "active",  # unchanged and right
     DEMO_IDS[5]: "archived",  # new in the file: requested
 }
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def git(repo: Path, *args: str) -> None:

@@ -33,7 +33,7 @@ from reconcile.sandbox import (
     serve_forever,
 )
 from reconcile.sandbox.seed import load_seed
-from tests.conftest import DEMO_IDS, ORG, TOKEN
+from tests.helpers import DEMO_IDS, ORG, TOKEN
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-org.toml"
 HEADERS = {

@@ -10,18 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
 from reconcile.sandbox import Fault, Sandbox, serve
-from tests.conftest import DEMO_IDS, ORG, ROOT, sandbox_states
+from tests.helpers import DEMO_IDS, ORG, ROOT, run, sandbox_states
 
 EXAMPLE = ROOT / "state.example.toml"
 REVIEWED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def save_plan(tmp_path: Path) -> Path:
