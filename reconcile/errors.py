@@ -104,7 +104,7 @@ class UnknownRunsError(ReconcileError):
         super().__init__(
             f"{len(run_ids)} declared run(s) do not exist in organization {org_id}, neither active "
             f"nor archived (checked with GET and the archived listing). Remove them from the state "
-            f"file or fix the ID; nothing was written:\n{listed}"
+            f"file (`reconcile refresh --prune` does) or fix the ID; nothing was written:\n{listed}"
         )
 
 

@@ -20,7 +20,7 @@ from reconcile import __version__
 from reconcile.differences import DeclarationChanges
 from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
 from reconcile.errors import PlanFileError, SafetyError
-from reconcile.plan import Action, Change, Plan, PlannedRun
+from reconcile.plan import Action, Change, Group, Plan, PlannedRun
 from reconcile.state import SafetySettings, StateFileRef
 
 FORMAT_VERSION = 1
@@ -64,6 +64,8 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             "activate": plan.count(Action.ACTIVATE),
             "unchanged": len(plan.unchanged),
             "declared": plan.declared,
+            "by_blueprint": [_group(group) for group in plan.by_blueprint],
+            "by_owner": [_group(group) for group in plan.by_owner],
         },
         "warnings": [*plan.warnings, *warnings],
         "baseline": plan.baseline,
@@ -73,6 +75,10 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
                 **_entry(change),
                 "action": change.action.value,
                 "reason": None if change.reason is None else change.reason.value,
+                # What the groups count, so that a saved plan shows them too.
+                "checklist_id": change.observed.checklist_id,
+                "checklist_title": change.observed.checklist_title,
+                "owner_id": change.observed.owner_id,
             }
             for change in plan.changes
         ],
@@ -93,6 +99,10 @@ def _declarations(edits: DeclarationChanges) -> dict[str, Any]:
         "removed": [asdict(declaration) for declaration in edits.removed],
         "changed": [asdict(change) for change in edits.changed],
     }
+
+
+def _group(group: Group) -> dict[str, Any]:
+    return {"id": group.id, "title": group.title, "count": group.count}
 
 
 def _entry(run: PlannedRun) -> dict[str, Any]:
@@ -158,6 +168,12 @@ class _Reader:
             return None
         return value
 
+    def optional(self, table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+        """A field plans written before it existed do not have."""
+        if table.get(key) is None:
+            return None
+        return self.field(table, key, kind, where)
+
     def plan(self, raw: Any) -> Plan:
         if not isinstance(raw, dict):
             self.problems.append("the document is not a JSON object")
@@ -216,7 +232,17 @@ class _Reader:
         )
         current, desired = (self.state(entry, key, where) for key in ("current", "desired"))
         found = _SOURCE.fullmatch(source)
-        observed = ObservedRun(run_id, name, status, archived_at, last_updated)
+        blueprint, title = (self.optional(entry, key, str, where) for key in _GROUPED)
+        observed = ObservedRun(
+            run_id,
+            name,
+            status,
+            archived_at,
+            last_updated,
+            checklist_id=blueprint,
+            checklist_title=title,
+            owner_id=self.optional(entry, "owner_id", int, where),
+        )
         planned = PlannedRun(
             DesiredRun(
                 run_id=run_id,
@@ -247,6 +273,7 @@ class _Reader:
 
 
 _PERCENTS = ("max_archive_percent", "max_activate_percent")
+_GROUPED = ("checklist_id", "checklist_title")
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -18,7 +18,17 @@ from click.testing import CliRunner, Result
 
 from reconcile.config import TOKEN_ENV
 from reconcile.sandbox import Sandbox, serve
-from tests.helpers import DEMO_SEED, FIGURES, GUARD, ORG, TOKEN, allowed_request, check_no_secret
+from reconcile.sandbox.seed import load_seed
+from tests.helpers import (
+    DEMO_SEED,
+    FIGURES,
+    GUARD,
+    ORG,
+    TOKEN,
+    Clock,
+    allowed_request,
+    check_no_secret,
+)
 
 pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
 
@@ -48,6 +58,18 @@ def cli_env(served: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("TALLYFY_ORG_ID", ORG)
     monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", TOKEN)
     return served
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def demo(clock: Clock) -> Sandbox:
+    """The demo organization on a settable clock, for calling `dispatch` directly."""
+    seed = load_seed(DEMO_SEED)
+    return Sandbox(seed.org_id, seed.token, seed.runs, org_name=seed.org_name, clock=clock)
 
 
 def _path_args(args: Iterable[str]) -> list[Path]:

@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("reconcile", "reconcile.errors", "reconcile.domain"),
-    ("reconcile.state", "reconcile.writer", "reconcile.refresh"),
+    ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),
     ("reconcile.plan", "reconcile.differences", "reconcile.selection", "reconcile.attribution"),

@@ -85,6 +85,7 @@ def _run(data: Any) -> ObservedRun:
         archived_at=archived_at,
         last_updated=_text(data, "last_updated"),
         checklist_id=_text(data, "checklist_id"),
+        checklist_title=_text(data, "checklist_title"),
         owner_id=owner_id if isinstance(owner_id, int) and not isinstance(owner_id, bool) else None,
         started_at=_text(data, "started_at"),
         tags=_tags(data.get("tags"), run_id),
