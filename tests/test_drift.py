@@ -294,8 +294,8 @@ def test_the_declarations_changed_since_the_baseline_in_json_and_markdown(
     markdown = run("plan", str(path), "--baseline", str(baseline), "--format", "markdown").stdout
     assert (
         f"Declarations since the baseline `{baseline}`: 1 added, 0 removed, 1 changed:\n\n"
-        f"- added {DEMO_IDS[5]} archived\n"
-        f"- changed {DEMO_IDS[0]} state 'active' -&gt; 'archived'\n"
+        f"- added    {DEMO_IDS[5]}  archived\n"
+        f"- changed  {DEMO_IDS[0]}  state 'active' -&gt; 'archived'\n"
     ) in markdown
     same = run("plan", str(path), "--baseline", str(path), "--format", "markdown").stdout
     assert f"No declaration changed since the baseline `{path}`." in same
