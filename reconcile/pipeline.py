@@ -35,6 +35,7 @@ from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
 from reconcile.safety import (
     check_before_writes,
+    check_saved_checksum,
     check_target,
     parse_checksum,
     remaining,
@@ -135,8 +136,6 @@ def apply(
     finishes. A set `stop` lets no new write start; while the writes run, SIGINT and SIGTERM set
     it (see Interruption)."""
     environ = os.environ if environ is None else environ
-    if saved_plan is not None and expected_checksum is not None:
-        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
     if expected_checksum is not None:
         expected_checksum = parse_checksum(expected_checksum)
 
@@ -146,6 +145,8 @@ def apply(
             settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         else:
             saved = load_plan(saved_plan)
+            if expected_checksum is not None:
+                check_saved_checksum(saved, str(saved_plan), expected_checksum)
             # The organization may come from the plan; the API URL never does, so that a plan
             # file cannot send the token to another server.
             file = TallyfySettings(org_id=saved.org_id)
@@ -158,8 +159,10 @@ def apply(
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
                 on_plan(planned)
+            # A saved plan's checksum was checked as it was read: what is left of it may be less.
+            live_checksum = expected_checksum if saved_plan is None else None
             check_before_writes(
-                planned, expected_checksum=expected_checksum, force=force, max_changes=max_changes
+                planned, expected_checksum=live_checksum, force=force, max_changes=max_changes
             )
             if before_writes is not None:
                 before_writes(planned)

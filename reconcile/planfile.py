@@ -123,9 +123,15 @@ def load_plan(path: Path) -> Plan:
     """Read a saved plan. PlanFileError if it is not one; SafetyError if its checksum does not
     match its changes (the file was edited after it was made)."""
     try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanFileError(f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes.")
-        raw = json.loads(path.read_bytes())
+        # A bounded read, not the size on disk: /dev/zero or a pipe has none and never ends.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise PlanFileError(
+                f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes (read up to that); "
+                "it is not a plan `reconcile plan --out` wrote."
+            )
+        raw = json.loads(data)
     except OSError as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc.strerror}.") from None
     except ValueError as exc:

@@ -186,7 +186,8 @@ def connection_options(f: F, *, fetch: bool = True) -> F:
             type=click.FloatRange(min=0, min_open=True),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for each answer before treating the request as failed.",
+            help="Seconds each answer may take, from the request to its last byte, before the "
+            "request counts as failed.",
         ),
     ]
     for option in reversed(options):
