@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.config import TOKEN_ENV, Settings, Target, Token
 from reconcile.pipeline import Connect
-from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
+from reconcile.sandbox import LoggedRequest, Sandbox, SandboxResponse, SandboxRun, serve
+from reconcile.sandbox.seed import load_seed
 from reconcile.tallyfy import TallyfyClient
 
 pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
@@ -109,6 +110,65 @@ def sandbox_connect(sandbox: Sandbox, **options: Any) -> Connect:
         )
 
     return connect
+
+
+# --- Requests straight to Sandbox.dispatch (the sandbox's own tests) ---------------------------
+
+SANDBOX_HEADERS = {
+    "Authorization": f"Bearer {TOKEN}",
+    "X-Tallyfy-Client": "APIClient",
+    "Accept": "application/json",
+    "Host": "sandbox.test",
+}
+NOW = 1_772_442_000.0  # 2026-03-02T09:00:00Z
+
+
+class Clock:
+    """A settable wall clock, so timestamps and the rate-limit windows are deterministic."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def demo(clock: Clock) -> Sandbox:
+    """The demo organization on a settable clock, for calling `dispatch` directly."""
+    seed = load_seed(DEMO_SEED)
+    return Sandbox(seed.org_id, seed.token, seed.runs, org_name=seed.org_name, clock=clock)
+
+
+def call(
+    sandbox: Sandbox,
+    method: str,
+    path: str = "",
+    query: str = "",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    prefix: str = "/api",
+) -> SandboxResponse:
+    """Dispatch a request to `/organizations/{ORG}/runs{path}`."""
+    target = f"{prefix}/organizations/{ORG}/runs{path}" + (f"?{query}" if query else "")
+    return sandbox.dispatch(method, target, SANDBOX_HEADERS if headers is None else headers, body)
+
+
+def listed(response: SandboxResponse) -> list[str]:
+    """The run IDs of a 200 listing page, in order."""
+    assert response.status == 200, response.body
+    return [run["id"] for run in response.json()["data"]]
+
+
+def pagination(response: SandboxResponse) -> dict[str, Any]:
+    """A listing page's meta.pagination."""
+    result: dict[str, Any] = response.json()["meta"]["pagination"]
+    return result
 
 
 def write_state(path: Path, runs: Mapping[str, str], org_id: str | None = None) -> Path:

@@ -30,6 +30,7 @@ class RunRecord:
     status: str
     archived_at: str | None
     checklist_id: str
+    checklist_title: str
     owner_id: int
     started_at: str
     created_at: str
@@ -69,7 +70,11 @@ class RunRecord:
         """The run as the API shows it: every documented field, users and groups always present,
         and the tags relation when asked for (`with=tags`)."""
         complete = self.status == "complete"
-        percent = 100 if complete else 40
+        progress = {
+            "complete": 5 if complete else 2,
+            "total": 5,
+            "percent": 100 if complete else 40,
+        }
         relations: dict[str, Any] = {}
         if with_tags:
             # A seeded tag is one string, shown as both the tag's id and its title.
@@ -78,12 +83,13 @@ class RunRecord:
             "id": self.id,
             "increment_id": self.increment_id,
             "checklist_id": self.checklist_id,
-            "checklist_title": "Sandbox blueprint",
+            "checklist_title": self.checklist_title,
             "name": self.name,
             "summary": self.summary,
             "status": self.shown_status(archive_sets_status),
-            "progress": {"complete": 5 if complete else 2, "total": 5, "percent": percent},
-            "whole_progress": percent,
+            # Objects, as the get and list pages show them (the archive page's number is not).
+            "progress": progress,
+            "whole_progress": dict(progress),
             "started_by": self.owner_id,
             "owner_id": self.owner_id,
             "prerun": dict(self.prerun),
@@ -150,6 +156,7 @@ class RunStore:
                 status=run.status,
                 archived_at=run.archived_at,
                 checklist_id=run.checklist_id,
+                checklist_title=run.checklist_title,
                 owner_id=run.owner_id,
                 started_at=run.started_at,
                 created_at=run.created_at,
