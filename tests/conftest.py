@@ -60,6 +60,19 @@ def cli_env(served: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return served
 
 
+CI_CONTEXT = (
+    *("GITHUB_SHA", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"),
+    *("CI_COMMIT_SHA", "CI_PIPELINE_URL", "GITHUB_STEP_SUMMARY"),
+)
+"""What a CI job sets and reconcile's Markdown reads: a test sets it, never inherits it."""
+
+
+@pytest.fixture(autouse=True)
+def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CI_CONTEXT:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

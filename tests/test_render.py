@@ -168,8 +168,11 @@ def test_markdown_of_5000_changes_fits_in_one_comment(
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(sandbox: Sandbox, cli_env: str) -> None:
     assert "\x1b[" not in run("plan", str(EXAMPLE)).stdout
-    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE))
-    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="1")
+    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE), TERM="xterm")
+    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="1", TERM="xterm")
+    # no-color.org: only a NO_COLOR with a value turns colour off.
+    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="", TERM="xterm")
+    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), TERM="dumb")
     assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), "--format", "markdown")
 
 
@@ -317,3 +320,34 @@ def test_markdown_of_an_interrupted_apply_says_what_was_not_started(sandbox: San
     assert sum(1 for line in lines if line.startswith("| not started | ")) == 3
     assert not any("**failed**" in line for line in lines)
     assert sandbox.writes == []
+
+
+def test_the_markdown_header_names_the_state_file_the_commit_and_the_ci_run(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    github = {
+        "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/ops",
+        "GITHUB_RUN_ID": "42",
+    }
+    lines = run("plan", str(EXAMPLE), "--format", "markdown", env=github).stdout.splitlines()
+    sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()[:12]
+    assert lines[2] == (
+        f"Organization `{ORG}` at `{cli_env}`; 10 runs declared in `{EXAMPLE}` (sha256 `{sha}`)."
+    )
+    assert lines[4] == (
+        "Commit 0123456789abcdef0123456789abcdef01234567 · "
+        "[CI run](https://github.com/acme/ops/actions/runs/42)"
+    )
+    summary = tmp_path / "summary.md"
+    gitlab = {
+        "CI_COMMIT_SHA": "89abcdef",
+        "CI_PIPELINE_URL": "https://gitlab.example/acme/ops/-/pipelines/7",
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    result = run("apply", str(EXAMPLE), "--auto-approve", env=gitlab)
+    assert result.exit_code == 0, result.output
+    assert summary.read_text().splitlines()[4] == (
+        "Commit 89abcdef · [CI run](https://gitlab.example/acme/ops/-/pipelines/7)"
+    )
