@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import differences
+from bench.startup import startup
 from bench.server import (
     Served,
     cpu_seconds,
@@ -29,7 +31,6 @@ from bench.server import (
     run_path,
     sandbox_process,
 )
-from bench.startup import startup
 from bench.world import ORG, World
 from reconcile.config import DEFAULT_RATE_LIMIT
 
@@ -174,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="only run scenario 1's plan --repeat times and print every run's ratio to the bound",
     )
     parser.add_argument(
+        "--differences",
+        action="store_true",
+        help="only measure what DeepDiff's explanations cost (plan --baseline, apply --plan)",
+    )
+    parser.add_argument(
         "--startup",
         action="store_true",
         help="only measure start-up: --version and validate of 1,000 runs against python -c pass",
@@ -182,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
+        if args.differences:
+            sys.stdout.write("\n".join(differences.measure(work)) + "\n")
+            return
         if args.startup:
             sys.stdout.write(startup(work, max(args.repeat, 20)) + "\n")
             return

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from reconcile.sandbox import Sandbox
-from tests.conftest import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN, check_no_secret, write_state
+from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN, check_no_secret, write_state
 from tests.fake_forge import GITHUB, GITLAB, FakeForge, serve_forge
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))

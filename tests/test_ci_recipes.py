@@ -22,7 +22,7 @@ from jsonschema import Draft7Validator
 
 from reconcile.cli import cli
 from reconcile.state import LONG_FORM_KEYS, SAFETY_KEYS, TALLYFY_KEYS, TOP_LEVEL_KEYS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLE = ROOT / "state.example.toml"
 GITHUB = ROOT / "examples" / "github-actions" / "reconcile.yml"

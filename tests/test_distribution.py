@@ -17,7 +17,7 @@ import pytest
 
 from reconcile import __version__
 from reconcile.sandbox import Sandbox
-from tests.conftest import ORG, ROOT, TOKEN, check_no_secret
+from tests.helpers import ORG, ROOT, TOKEN, check_no_secret
 
 WHEELHOUSE = ROOT / ".tools" / "wheelhouse"
 NAME = "reconcile_runs"

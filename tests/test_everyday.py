@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
-from tests.conftest import DEMO_IDS, ORG, TOKEN, check_no_secret, write_state
+from tests.helpers import DEMO_IDS, ORG, TOKEN, check_no_secret, write_state
 
 OTHER = "a" * 32
 

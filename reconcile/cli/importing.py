@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
 from reconcile.config import Flags
 from reconcile.errors import ConfigError
-
-if TYPE_CHECKING:
-    from reconcile.importer import Include
+from reconcile.importer import Mode
+from reconcile.selection import Include, make_selection
 
 
 @cli.command("import", epilog=EXIT_CODES)
@@ -73,7 +71,6 @@ def import_(
     Read-only towards Tallyfy: sends only GET requests."""
     # Only now: the pipeline brings the HTTP stack, which `--version` and `validate` never need.
     from reconcile import pipeline
-    from reconcile.importer import Mode, make_selection
 
     if force and merge:
         raise ConfigError("Give --force or --merge, not both.")

@@ -1,4 +1,9 @@
-"""Renderers: each writes a plan or an apply report to a stream it is given."""
+"""Renderers: each writes a plan or an apply report to a stream it is given.
+
+The renderers are imported on first use: reconcile.errors quotes the API through
+reconcile.render.sanitize, and importing the renderers (which import the plan, the apply and so
+the errors) at that point would be circular; a command that renders nothing does not load them.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,18 @@ if TYPE_CHECKING:
     from reconcile.render.origin import Origin, ci_origin
     from reconcile.render.text import render_plan, render_result, render_summary, summary_line
 
-# Loaded on first use: the command line imports render.progress at start-up, and `--version` and
-# `validate` should not pay for the renderers (the JSON one brings the whole pipeline).
 _HOMES = {
+    "render_plan_json": "json",
+    "render_report_json": "json",
+    "render_apply_markdown": "markdown",
+    "render_plan_markdown": "markdown",
     "Origin": "origin",
     "ci_origin": "origin",
-    "render_apply_markdown": "markdown",
     "render_plan": "text",
-    "render_plan_json": "json",
-    "render_plan_markdown": "markdown",
-    "render_report_json": "json",
     "render_result": "text",
     "render_summary": "text",
     "summary_line": "text",
 }
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
-
 
 __all__ = [
     "Origin",
@@ -46,3 +41,9 @@ __all__ = [
     "render_summary",
     "summary_line",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
