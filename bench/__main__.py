@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import differences
-from bench.startup import startup
 from bench.server import (
     Served,
     cpu_seconds,
@@ -31,6 +30,7 @@ from bench.server import (
     run_path,
     sandbox_process,
 )
+from bench.startup import startup
 from bench.world import ORG, World
 from reconcile.config import DEFAULT_RATE_LIMIT
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from reconcile.sandbox import Sandbox
-from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN, check_no_secret, write_state
 from tests.fake_forge import GITHUB, GITLAB, FakeForge, serve_forge
+from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN, check_no_secret, write_state
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
 COMPONENT_SPEC, COMPONENT_JOBS = (ROOT / "templates" / "reconcile.yml").read_text().split("\n---\n")
