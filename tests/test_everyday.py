@@ -106,3 +106,25 @@ def test_debug_before_or_after_the_command_or_from_the_environment(
     check_no_secret(done.stdout + done.stderr, "--debug output")
     quiet = reconcile("plan", str(path), "--api-url", url, RECONCILE_DEBUG="0")
     assert "debug:" not in quiet.stderr
+
+
+@pytest.mark.parametrize("args", [["--version"], ["validate", "STATE"]])
+def test_commands_that_send_no_request_do_not_load_the_http_stack(
+    args: list[str], tmp_path: Path
+) -> None:
+    """pre-commit runs validate on every commit: it and --version start without the pipeline,
+    the HTTP client or the renderers (their start-up time is in bench --startup)."""
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    argv = ["reconcile", *(str(path) if arg == "STATE" else arg for arg in args)]
+    code = (
+        f"import sys\nsys.argv = {argv!r}\nfrom reconcile.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(done.stdout.split())
+    for heavy in ("httpx", "anyio", "asyncio", "reconcile.pipeline", "reconcile.render.text"):
+        assert heavy not in loaded, f"{' '.join(args)} loaded {heavy}"
+    assert "reconcile.cli.planning" in loaded, "the command ran"
