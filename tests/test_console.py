@@ -26,7 +26,7 @@ from reconcile.cli import cli
 from reconcile.render.progress import ProgressLine
 from reconcile.render.sanitize import CleanFormatter
 from reconcile.sandbox import Sandbox, SandboxRun
-from tests.conftest import FIGURES, HOSTILE, ORG, assert_inert, check_no_secret
+from tests.helpers import FIGURES, HOSTILE, ORG, assert_inert, check_no_secret
 
 TIMEOUT = 60
 

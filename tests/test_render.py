@@ -16,26 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconcile.apply import ApplyReport, Interruption, apply_plan
-from reconcile.cli import cli
+from reconcile.config import DEFAULT_RATE_LIMIT
 from reconcile.plan import Plan, build_plan
 from reconcile.render import render_apply_markdown
 from reconcile.render.markdown import COMMENT_LIMIT
 from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
-from tests.conftest import DEMO_IDS, ORG, ROOT, client_for, write_state
-from tests.test_safety import add_runs
+from tests.helpers import DEMO_IDS, ORG, ROOT, add_runs, client_for, run, write_state
 
+CHANGES = 400
 EXAMPLE = ROOT / "state.example.toml"
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)
 
 
 def plan_json(*args: str) -> dict[str, Any]:
@@ -231,7 +226,12 @@ def test_github_step_summary_gets_the_markdown(
 def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
-    ids = add_runs(sandbox, 900, archived=False)
+    # Long names make a few hundred rows overflow the comment: with fewer writes than the default
+    # rate limit allows in a minute, the apply never waits for the window to roll.
+    long_name = (
+        "Quarterly access review of every vendor contract, its owners and renewal terms -" * 2
+    )
+    ids = add_runs(sandbox, CHANGES, archived=False, name=long_name)
     sandbox.inject(Fault(kind="status", status=403, method="DELETE", path_contains=ids[-1]))
     path = write_state(tmp_path / "state.toml", dict.fromkeys(ids, "archived"))
     summary = tmp_path / "summary.md"
@@ -241,14 +241,15 @@ def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
     assert result.exit_code == 1
     text = summary.read_text()
     assert len(text) < COMMENT_LIMIT
+    assert len(sandbox.requests) < DEFAULT_RATE_LIMIT
     lines = text.splitlines()
-    assert lines[0] == "**Apply finished: 899 archived, 0 activated, 1 failed.**"
+    assert lines[0] == f"**Apply finished: {CHANGES - 1} archived, 0 activated, 1 failed.**"
     rows = [line for line in lines if line.startswith("| ")][2:]
     assert rows[0].startswith(f"| **failed** | archive | `{ids[-1]}` | ")
     assert all(row.startswith("| ok | archive | ") for row in rows[1:])
     assert (
-        f"_{900 - len(rows):,} more changes (failures are listed first) not shown: only "
-        f"{len(rows):,} of 900 fit under GitHub's 65,536-character comment limit."
+        f"_{CHANGES - len(rows):,} more changes (failures are listed first) not shown: only "
+        f"{len(rows):,} of {CHANGES} fit under GitHub's 65,536-character comment limit."
     ) in text
 
 
