@@ -65,15 +65,21 @@ class ApiError(ReconcileError):
         status: int | None = None,
         run_id: str | None = None,
         api_message: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.status = status
         self.run_id = run_id
         self.api_message = api_message
+        self.request_id = request_id
         parts = [message]
         request = f"{method} {path}"
-        parts.append(f"(request: {request}" + (f", HTTP {status})" if status is not None else ")"))
+        if status is not None:
+            request += f", HTTP {status}"
+        if request_id is not None:
+            request += f", X-Request-Id {request_id}"
+        parts.append(f"(request: {request})")
         if api_message:
             parts.append(f'The API said: "{api_message}".')
         super().__init__(" ".join(parts))

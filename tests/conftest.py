@@ -4,6 +4,8 @@ write request reconcile must never send."""
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import itertools
 import json
 import logging
@@ -11,9 +13,9 @@ import os
 import re
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,6 +24,7 @@ from reconcile.cli import cli
 from reconcile.config import TOKEN_ENV, Target, Token
 from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
+from reconcile.tallyfy.pacing import Clock
 
 pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
 
@@ -42,6 +45,42 @@ DEMO_IDS = (
     "5c0e8b2f6a9d41c3e7b5f1a8d2c6e4b0",
 )
 DEMO_ARCHIVED = frozenset({DEMO_IDS[2], DEMO_IDS[8], DEMO_IDS[9]})
+T = TypeVar("T")
+
+
+class SimulatedTime:
+    """A clock that moves only when every task is waiting: then it jumps to the next wake-up.
+    Drives both the pacer and the sandbox's rate limit, so minutes pass in no time at all."""
+
+    def __init__(self) -> None:
+        self.time = 1_790_000_000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.time + max(seconds, 0.0), next(self._order), future))
+        await future
+
+    @property
+    def clock(self) -> Clock:
+        return Clock(now=self.now, sleep=self.sleep, wall=self.now)
+
+    async def run(self, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            for _ in range(200):  # let everything that can run, run
+                await asyncio.sleep(0)
+            if task.done():
+                break
+            assert self._sleepers, "every task waits, but not for the clock"
+            wake, _, future = heapq.heappop(self._sleepers)
+            self.time = max(self.time, wake)
+            future.set_result(None)
+        return task.result()
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import orjson
@@ -31,16 +31,17 @@ from reconcile.errors import (
     NotFoundError,
     RateLimitError,
 )
-from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer
+from reconcile.tallyfy.listing import Listing, PageCallback, list_all
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Window, retry_after_seconds
 from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
-Archived = Literal["only", "true"]
+Archived = Literal["only"]
 T = TypeVar("T")
-PageCallback = Callable[[Page], None]
 READ_METHODS = frozenset({"GET", "HEAD"})
 PAGE_SIZE = 100  # the documented cap for per_page
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,20 @@ class TallyfyClient:
         transport: httpx.AsyncBaseTransport | None = None,
         parallelism: int = 8,
         rate_limit: int = 0,
+        rate_limits: Sequence[Window] = (),
         timeout: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`parallelism` bounds the requests in flight (and the connection pool); `rate_limit` is
-        our own budget of requests per rolling minute, 0 for none (the server's figures and
-        Retry-After are obeyed either way)."""
+        our own budget of requests per rolling minute, 0 for none, and `rate_limits` more windows
+        of our own (the server's figures and Retry-After are obeyed either way)."""
         self.target = target
         self.parallelism = parallelism
         self._token = token
         self._retry = retry
-        self.pacer = Pacer(parallelism=parallelism, per_minute=rate_limit, clock=clock)
+        limits = [Window(rate_limit, 60.0)] if rate_limit else []
+        self.pacer = Pacer(parallelism=parallelism, limits=[*limits, *rate_limits], clock=clock)
         self.requests_sent = 0
         self._origin = _origin(target.api_url)
         self._base = httpx.URL(target.api_url + "/")
@@ -112,66 +115,43 @@ class TallyfyClient:
     async def get_run(self, run_id: str) -> ObservedRun | None:
         """The run, or None when the API answers 404 (unknown, or archived on some servers)."""
         try:
-            body = await self._send("GET", self._runs_path(run_id), run_id=run_id)
+            answer = await self._send("GET", self._runs_path(run_id), run_id=run_id)
         except NotFoundError:
             return None
-        return self._parse(lambda: parse_run(body, run_id), "GET", self._runs_path(run_id), run_id)
+        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
 
     async def archive(self, run_id: str) -> ObservedRun:
         """Archive (soft-delete) a run: DELETE /runs/{id}."""
         path = self._runs_path(run_id)
-        body = await self._send("DELETE", path, run_id=run_id)
-        return self._parse(lambda: parse_run(body, run_id), "DELETE", path, run_id)
+        answer = await self._send("DELETE", path, run_id=run_id)
+        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
 
     async def activate(self, run_id: str) -> ObservedRun:
         """Restore an archived run: PUT /runs/{id}/activate."""
         path = self._runs_path(run_id) + "/activate"
-        body = await self._send("PUT", path, run_id=run_id)
-        return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
+        answer = await self._send("PUT", path, run_id=run_id)
+        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
 
-    async def list_page(
-        self, archived: Archived | None, page: int, query: Mapping[str, str] | None = None
-    ) -> Page:
+    async def list_page(self, page: int, query: Mapping[str, str] | None = None) -> Page:
         """One page of the run listing, `per_page` at the documented cap. `query` adds listing
-        parameters such as `checklist_id` or `with`."""
+        parameters such as `archived`, `checklist_id` or `with`."""
         params: dict[str, str] = {**(query or {}), "page": str(page), "per_page": str(PAGE_SIZE)}
-        if archived is not None:
-            params["archived"] = archived
-        path = self._runs_path()
-        body = await self._send("GET", path, params=params)
-        return self._parse(lambda: parse_page(body), "GET", f"{path}?page={page}", None)
+        answer = await self._send("GET", self._runs_path(), params=params)
+        return self._parse(answer, parse_page, None)
 
     async def list_runs(
         self,
         archived: Archived | None = None,
-        first: Page | None = None,
         query: Mapping[str, str] | None = None,
         on_page: PageCallback | None = None,
     ) -> list[ObservedRun]:
-        """Every run of a listing, starting from `first` if the caller already has page 1.
-        Once a page count is known the other pages are fetched concurrently; without one,
-        `links.next` is followed one page at a time. `on_page` hears of each page fetched here."""
+        """Every run of a listing, archived or not, read whole and checked (see
+        reconcile.tallyfy.listing). `on_page` hears of each page fetched."""
+        listing = Listing.ACTIVE if archived is None else Listing.ARCHIVED
+        return await list_all(self, listing, query, on_page)
 
-        def heard(page: Page) -> Page:
-            if on_page is not None:
-                on_page(page)
-            return page
-
-        async def fetch(number: int) -> Page:
-            return heard(await self.list_page(archived, number, query))
-
-        first = first or await fetch(1)
-        pages = [first]
-        if first.total_pages is not None:
-            pages += await asyncio.gather(*(fetch(n) for n in range(2, first.total_pages + 1)))
-        else:
-            page = first
-            while page.next_url is not None and page.runs:
-                page = heard(await self._follow(page.next_url))
-                pages.append(page)
-        return [run for page in pages for run in page.runs]
-
-    async def _follow(self, url: str) -> Page:
+    async def follow(self, url: str) -> Page:
+        """The listing page at `url` (a `links.next`), only on the configured API's origin."""
         if _origin(url) != self._origin:
             raise BadResponseError(
                 f"The listing's next-page link points to another server ({_origin(url)}); it was "
@@ -179,18 +159,19 @@ class TallyfyClient:
                 method="GET",
                 path=self._runs_path(),
             )
-        body = await self._send("GET", url)
-        return self._parse(lambda: parse_page(body), "GET", urlsplit(url).path, None)
+        answer = await self._send("GET", url)
+        return self._parse(answer, parse_page, None)
 
-    def _parse(self, parse: Callable[[], T], method: str, path: str, run_id: str | None) -> T:
+    def _parse(self, answer: _Answer, parse: Callable[[Any], T], run_id: str | None) -> T:
         try:
-            return parse()
+            return parse(answer.body)
         except InvalidBody as exc:
             raise BadResponseError(
                 f"The API's answer does not look like Tallyfy's documented response: {exc}.",
-                method=method,
-                path="/" + path.lstrip("/"),
+                method=answer.method,
+                path=answer.shown,
                 run_id=run_id,
+                request_id=answer.request_id,
             ) from None
 
     async def _send(
@@ -200,17 +181,19 @@ class TallyfyClient:
         *,
         params: Mapping[str, str] | None = None,
         run_id: str | None = None,
-    ) -> Any:
-        """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
-        shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
+    ) -> _Answer:
+        """Send one logical request, retrying as RetryPolicy allows; the answer's JSON body."""
         url = self._url(path, params)
+        # What error messages name: the path below the API URL with its query, or a whole link's.
+        raw = url.raw_path.decode("ascii")
+        shown = raw if "://" in path else "/" + raw.removeprefix(self._base.raw_path.decode())
         started = time.monotonic()
         # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
         # said when to come back), so rate-limited work only gives up at the deadline.
         attempt = 0
         while True:
             try:
-                async with self.pacer.turn() as turn:
+                async with self.pacer.turn(method) as turn:
                     self.requests_sent += 1
                     response = await self._http.request(method, url)
                     turn.heard(response.status_code, response.headers)
@@ -254,7 +237,8 @@ class TallyfyClient:
             # The turn just ended may have woken a request waiting for it: let that one go out
             # before this answer is decoded, rather than leave its connection idle meanwhile.
             await asyncio.sleep(0)
-            return self._json(response, method, shown, run_id)
+            body = self._json(response, method, shown, run_id)
+            return _Answer(body, method, shown, _request_id(response))
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> httpx.URL:
         """The absolute URL of `path` (below the API URL, or absolute) with `params`, parsed once
@@ -262,7 +246,8 @@ class TallyfyClient:
         times on every send."""
         if "://" in path:
             return httpx.URL(path)
-        target = path + ("?" + urlencode(params) if params else "")
+        # Spaces as %20, never "+": the API does not decode "+" as a space.
+        target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
         return self._base.copy_with(raw_path=self._base.raw_path + target.encode("ascii"))
 
     def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
@@ -274,15 +259,10 @@ class TallyfyClient:
         return delay * random.uniform(0.8, 1.2)
 
     def _retry_after(self, response: httpx.Response) -> float:
-        value = response.headers.get("Retry-After", "")
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = self._retry.backoff_base
-        return min(max(seconds, 0.0), self._retry.max_retry_after)
+        seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+        if seconds is None:
+            seconds = self._retry.backoff_base
+        return min(seconds, self._retry.max_retry_after)
 
     def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
         try:
@@ -297,6 +277,7 @@ class TallyfyClient:
                 path=path,
                 status=response.status_code,
                 run_id=run_id,
+                request_id=_request_id(response),
             ) from None
 
     def _error(
@@ -311,6 +292,7 @@ class TallyfyClient:
             "status": status,
             "run_id": run_id,
             "api_message": api_message,
+            "request_id": _request_id(response),
         }
         if status == 401:
             return AuthError(
@@ -355,6 +337,22 @@ class TallyfyClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token.value, "***")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A decoded answer and the request it answered, for the errors its parsing may raise."""
+
+    body: Any
+    method: str
+    shown: str
+    request_id: str | None
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    """`X-Request-Id`, for error messages, when it looks like an identifier (it is shown as is)."""
+    value = response.headers.get("X-Request-Id", "")
+    return value if _REQUEST_ID.fullmatch(value) else None
 
 
 def _certificate_error(exc: BaseException) -> str | None:
