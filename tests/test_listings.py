@@ -241,6 +241,14 @@ def test_an_archived_listing_no_parameter_gives_is_an_error_naming_both_requests
     assert f"GET /organizations/{ORG}/runs?status=archived&page=1 answered 100 run(s)" in str(error)
 
 
+@pytest.mark.parametrize("archived_by", ["status", "archived"])
+def test_an_organization_whose_runs_are_all_archived_is_read_whole(archived_by: Archived) -> None:
+    """The default listing is empty, so a server ignoring one parameter answers it empty too;
+    the other parameter is asked before the organization is taken to have no archived run."""
+    server = Server(org(active=0, archived=150), archived_by=archived_by)
+    assert read_org(server) == truth(server)
+
+
 def test_a_next_link_looping_to_the_same_page_stops() -> None:
     server = Server(org(), total=False, total_pages=False)
     loop = f"{API}/organizations/{ORG}/runs?per_page=100&page=2"

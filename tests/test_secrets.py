@@ -5,8 +5,8 @@ conftest.py check every other test for a leaked token and for forbidden requests
 from __future__ import annotations
 
 import contextlib
-import re
 import os
+import re
 import shutil
 import socket
 import ssl

@@ -75,6 +75,7 @@ async def open_listing(
         first = await _page(client, query, 1, on_page)
         return Opened(listing, query, first)
     refusals: list[str] = []
+    empty: Opened | None = None
     for asked in ARCHIVED_PARAMETERS:
         params = {**query, **asked}
         try:
@@ -85,12 +86,19 @@ async def open_listing(
             refusals.append(f"GET {describe(client, params, 1)} was refused (HTTP {exc.status})")
             continue
         active = [run.run_id for run in first.runs if run.archived_at is None]
+        if not first.runs:
+            # Empty proves nothing: an ignored parameter answers the default listing, which is
+            # empty when every run is archived. The other parameter may list them.
+            empty = empty or Opened(listing, params, first)
+            continue
         if not active:
             return Opened(listing, params, first)
         refusals.append(
             f"GET {describe(client, params, 1)} answered {len(active)} run(s) that are not "
             f"archived (such as {active[0]}), so the server ignored the parameter"
         )
+    if empty is not None:
+        return empty
     raise ListingError(
         "No listing of archived runs could be read: " + "; ".join(refusals) + ". Nothing was "
         "written. Use --fetch get to read declared runs one by one.",
