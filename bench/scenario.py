@@ -14,12 +14,14 @@ from typing import Any
 import anyio
 
 from bench.world import TOKEN
+from reconcile import pipeline
 from reconcile.apply import apply_plan
-from reconcile.cli.app import collect_less, plan_state
-from reconcile.config import Target, Token
+from reconcile.cli.app import collect_less
+from reconcile.config import TOKEN_ENV, Flags, Settings, resolve
 from reconcile.plan import Plan
-from reconcile.state import load_state
-from reconcile.tallyfy import Fetch, TallyfyClient
+from reconcile.tallyfy import TallyfyClient
+
+ENVIRON = {TOKEN_ENV: TOKEN}
 
 
 @dataclass(frozen=True)
@@ -36,21 +38,27 @@ class Step:
 
 
 class _Meter:
-    def __init__(self, client: TallyfyClient) -> None:
-        self._client = client
+    """Measures one step from its start; `connect` makes the step's API client and keeps it, so
+    its counts of requests can be read when the step is done."""
+
+    def __init__(self) -> None:
         self._wall = time.perf_counter()
         self._cpu = _cpu()
-        self._requests = client.requests_sent
-        self._throttled = client.pacer.throttled
+        self._client: TallyfyClient | None = None
+
+    def connect(self, settings: Settings) -> TallyfyClient:
+        self._client = pipeline.connect(settings)
+        return self._client
 
     def step(self, name: str, changes: int) -> Step:
+        assert self._client is not None
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return Step(
             step=name,
             wall=time.perf_counter() - self._wall,
             cpu=_cpu() - self._cpu,
-            requests=self._client.requests_sent - self._requests,
-            throttled=self._client.pacer.throttled - self._throttled,
+            requests=self._client.requests_sent,
+            throttled=self._client.pacer.throttled,
             changes=changes,
             peak_mb=round(peak, 1),
         )
@@ -61,44 +69,47 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _client(spec: dict[str, Any], parallelism: int) -> TallyfyClient:
-    return TallyfyClient(
-        Target(spec["url"], spec["org"]),
-        Token(TOKEN),
+def _flags(spec: dict[str, Any], parallelism: int) -> Flags:
+    return Flags(
+        api_url=spec["url"],
+        org_id=spec["org"],
+        fetch=spec["fetch"],
         parallelism=parallelism,
         rate_limit=spec["rate_limit"],
     )
 
 
-async def _plan(client: TallyfyClient, path: str, fetch: Fetch) -> Plan:
-    """What `reconcile plan` does, without printing: read the file, read the runs, diff."""
-    return await plan_state(client, load_state(path), fetch)
+def _plan(spec: dict[str, Any], name: str) -> tuple[Plan, Step]:
+    """What `reconcile plan` does, without printing: the library's plan."""
+    meter = _Meter()
+    flags = _flags(spec, spec["parallelism"])
+    plan = pipeline.plan(spec["state"], flags, environ=ENVIRON, connect=meter.connect)
+    return plan, meter.step(name, len(plan.changes))
 
 
-async def _apply(client: TallyfyClient, plan: Plan) -> Step:
-    meter = _Meter(client)
-    report = await apply_plan(client, plan)
-    return meter.step("apply", len(report.succeeded))
+def _apply(spec: dict[str, Any], plan: Plan, parallelism: int) -> Step:
+    """The write phase of `reconcile apply` for a plan already made (its plan step is timed on
+    its own)."""
+    meter = _Meter()
+
+    async def write() -> int:
+        settings = resolve(_flags(spec, parallelism), environ=ENVIRON)
+        async with meter.connect(settings) as client:
+            report = await apply_plan(client, plan)
+        return len(report.succeeded)
+
+    return meter.step("apply", asyncio.run(write()))
 
 
-async def run(spec: dict[str, Any]) -> list[Step]:
+def run(spec: dict[str, Any]) -> list[Step]:
     """The steps `spec["kind"]` names, each measured."""
-    kind, path, parallelism = spec["kind"], spec["state"], spec["parallelism"]
-    steps: list[Step] = []
-    async with _client(spec, parallelism) as client:
-        meter = _Meter(client)
-        plan = await _plan(client, path, spec["fetch"])
-        steps.append(meter.step("plan", len(plan.changes)))
-        if kind == "plan":
-            return steps
-        if kind == "naive-apply":
-            async with _client(spec, 1) as sequential:
-                steps.append(await _apply(sequential, plan))
-        else:
-            steps.append(await _apply(client, plan))
-        meter = _Meter(client)
-        again = await _plan(client, path, spec["fetch"])
-        steps.append(meter.step("replan", len(again.changes)))
+    plan, step = _plan(spec, "plan")
+    steps = [step]
+    if spec["kind"] == "plan":
+        return steps
+    parallelism = 1 if spec["kind"] == "naive-apply" else spec["parallelism"]
+    steps.append(_apply(spec, plan, parallelism))
+    steps.append(_plan(spec, "replan")[1])
     return steps
 
 
@@ -108,7 +119,7 @@ def main() -> None:
     # httpx's connection pool imports anyio and its asyncio backend on its first request; do it
     # now, so that the timed steps exclude imports like the rest of start-up.
     anyio.run(anyio.sleep, 0)
-    for step in asyncio.run(run(json.loads(sys.argv[1]))):
+    for step in run(json.loads(sys.argv[1])):
         sys.stdout.write(json.dumps(asdict(step)) + "\n")
 
 

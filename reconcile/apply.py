@@ -8,9 +8,10 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from reconcile.domain import ObservedRun
 from reconcile.errors import ApiError, BadResponseError
 from reconcile.plan import Action, Change, Plan
-from reconcile.tallyfy import ObservedRun, TallyfyClient, reread
+from reconcile.tallyfy import TallyfyClient, reread
 
 WRITE_ATTEMPTS = 3
 
@@ -58,21 +59,26 @@ class ApplyReport:
 
 
 class Interruption(asyncio.Event):
-    """A stop for `apply_plan` that SIGINT and SIGTERM set while `on_signals` is active."""
+    """A stop for `apply_plan` that SIGINT and SIGTERM set while `on_signals` is active.
+    `announce` hears of the first signal."""
 
-    signum: int | None = None
-    """The first signal received, for the exit code (128 + signum)."""
+    def __init__(self, announce: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.announce = announce
+        self.signum: int | None = None
+        """The first signal received, for the exit code (128 + signum)."""
 
     @contextlib.contextmanager
-    def on_signals(self, announce: Callable[[int], None]) -> Iterator[None]:
+    def on_signals(self) -> Iterator[None]:
         """Within the block, SIGINT and SIGTERM set this stop instead of ending the process, so
-        the writes in flight finish and get checked; `announce` hears of the first signal."""
+        the writes in flight finish and get checked."""
         loop = asyncio.get_running_loop()
 
         def interrupted(signum: int) -> None:
             if self.signum is None:
                 self.signum = signum
-                announce(signum)
+                if self.announce is not None:
+                    self.announce(signum)
             self.set()
 
         handled = (signal.SIGINT, signal.SIGTERM)

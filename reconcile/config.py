@@ -1,4 +1,6 @@
-"""Resolve where to talk to and as whom: flag, then environment, then state file, then default."""
+"""Settings: every value a command works with, resolved in one place (`resolve`) by one rule:
+flag, then environment, then state file, then default. A library caller passes `Flags` as the
+command line would."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
+from reconcile.domain import ID_PATTERN
 from reconcile.errors import ConfigError
-from reconcile.state import ID_PATTERN, TallyfySettings
+from reconcile.state import SafetySettings, TallyfySettings
 
 DEFAULT_API_URL = "https://go.tallyfy.com/api"
 TOKEN_ENV = "TALLYFY_ACCESS_TOKEN"
@@ -19,6 +23,28 @@ MAX_TOKEN_BYTES = 64 * 1024
 DEFAULT_PARALLELISM = 8
 DEFAULT_RATE_LIMIT = 600
 """Requests per rolling minute: the per-user limit Tallyfy's API docs state."""
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for each answer."""
+
+Fetch = Literal["auto", "get", "list"]
+"""How runs are read: one GET each, through the listings, or whichever takes fewer requests."""
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line gives (None: not given). A library caller builds one the same way;
+    `resolve` fills in the rest from the environment, the state file and the defaults."""
+
+    api_url: str | None = None
+    org_id: str | None = None
+    token_file: Path | None = None
+    fetch: Fetch = "auto"
+    parallelism: int | None = None
+    rate_limit: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_archive_percent: float | None = None
+    max_activate_percent: float | None = None
+    gate_min_runs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,3 +171,54 @@ def read_token(*, token_file: Path | None, environ: Mapping[str, str]) -> Token:
             "cannot be valid (copy it again from Settings > Integrations > REST API)."
         )
     return Token(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command that talks to the API works with, resolved."""
+
+    target: Target
+    token: Token
+    pace: Pace
+    timeout: float
+    fetch: Fetch
+    limits: SafetySettings
+    """The safety gates' limits: the file's [safety] table with the flags on top."""
+
+
+def resolve(
+    flags: Flags | None,
+    *,
+    environ: Mapping[str, str],
+    tallyfy: TallyfySettings | None = None,
+    safety: SafetySettings | None = None,
+) -> Settings:
+    """The settings of one command: each value from its flag, else the environment, else the
+    state file's [tallyfy] and [safety] tables, else the default. Checked in this order: the
+    organization and API URL, the token, then the rest."""
+    flags = flags or Flags()
+    tallyfy = tallyfy or TallyfySettings()
+    safety = safety or SafetySettings()
+    target = resolve_target(
+        api_url_flag=flags.api_url, org_flag=flags.org_id, environ=environ, settings=tallyfy
+    )
+    token = read_token(token_file=flags.token_file, environ=environ)
+    pace = resolve_pace(
+        parallelism_flag=flags.parallelism, rate_limit_flag=flags.rate_limit, settings=tallyfy
+    )
+    limits = SafetySettings(
+        max_archive_percent=_first_number(flags.max_archive_percent, safety.max_archive_percent),
+        max_activate_percent=_first_number(flags.max_activate_percent, safety.max_activate_percent),
+        min_runs=_first(flags.gate_min_runs, safety.min_runs),
+    )
+    return Settings(target, token, pace, flags.timeout, flags.fetch, limits)
+
+
+def _first_number(flag: float | None, value: float) -> float:
+    return value if flag is None else flag
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a process reconcile starts (git): the caller's, without the token, so
+    that nothing the child runs (hooks, credential helpers, aliases) can read it."""
+    return {key: value for key, value in environ.items() if key != TOKEN_ENV}

@@ -9,9 +9,11 @@ are the organization's runs that the file does not declare; they are only report
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from reconcile.config import child_environment
 from reconcile.errors import ConfigError, Problem, StateFileError
 from reconcile.importer import list_org_runs
 from reconcile.plan import Plan, Reason
@@ -21,18 +23,21 @@ from reconcile.tallyfy import TallyfyClient
 GIT_TIMEOUT = 60.0
 
 
-def read_baseline(state_path: Path, *, path: Path | None, ref: str | None) -> StateFile | None:
-    """The baseline from a file (`--baseline`) or from git (`--baseline-ref`), or None."""
+def read_baseline(
+    state_path: Path, *, path: Path | None, ref: str | None, environ: Mapping[str, str]
+) -> StateFile | None:
+    """The baseline from a file (`--baseline`) or from git (`--baseline-ref`, run in `environ`
+    without the token), or None."""
     if path is not None and ref is not None:
         raise ConfigError("Give --baseline or --baseline-ref, not both.")
     if path is not None:
         return load_state(path)
     if ref is not None:
-        return baseline_from_git(state_path, ref)
+        return baseline_from_git(state_path, ref, environ)
     return None
 
 
-def baseline_from_git(state_path: Path, ref: str) -> StateFile:
+def baseline_from_git(state_path: Path, ref: str, environ: Mapping[str, str]) -> StateFile:
     """The state file as it is at `ref`: `git show REF:<the same path>`, relative to the repo."""
     shown = f"{ref}:{state_path}"
     if not ref or ref.startswith("-"):
@@ -41,7 +46,13 @@ def baseline_from_git(state_path: Path, ref: str) -> StateFile:
     directory = state_path.parent if str(state_path.parent) else Path(".")
     command = ["git", "-C", str(directory), "show", f"{ref}:./{state_path.name}"]
     try:
-        done = subprocess.run(command, capture_output=True, timeout=GIT_TIMEOUT, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+            env=child_environment(environ),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StateFileError([Problem(shown, None, None, f"cannot run git: {exc}")]) from None
     if done.returncode != 0:
@@ -69,6 +80,6 @@ def label_changes(plan: Plan, baseline: StateFile) -> Plan:
 
 async def add_unmanaged(client: TallyfyClient, plan: Plan) -> Plan:
     """The plan with the organization's undeclared runs (active and archived), by run ID."""
-    declared = {run.desired.run_id for run in (*plan.changes, *plan.unchanged)}
+    declared = {run.run_id for run in plan.runs}
     runs = await list_org_runs(client)
     return replace(plan, unmanaged=tuple(run for run in runs if run.run_id not in declared))

@@ -10,9 +10,7 @@ sent too, only to shorten the listing; the decision stays with `Selection.matche
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +20,10 @@ from typing import Literal
 
 import tomli_w
 
+from reconcile.domain import ID_PATTERN, ObservedRun, RunState
 from reconcile.errors import ConfigError, Problem, StateFileError
-from reconcile.state import ID_PATTERN, RunState, StateFile, load_state
-from reconcile.tallyfy import ObservedRun, TallyfyClient
+from reconcile.state import StateFile, load_state
+from reconcile.tallyfy import TallyfyClient
 from reconcile.tallyfy.client import Archived
 
 Include = Literal["active", "archived", "all"]
@@ -273,22 +272,3 @@ def _check_merged(output: Path, text: str) -> None:
             "or import into a new file"
         )
         raise StateFileError([Problem(str(output), None, "runs", message)]) from None
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically, so an interrupted import leaves the old file."""
-    temporary: str | None = None
-    try:
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-        temporary = None
-    except OSError as exc:
-        message = f"Cannot write {path}: {exc.strerror or exc}; it was not changed."
-        raise ConfigError(message) from None
-    finally:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)

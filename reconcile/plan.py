@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconcile.state import DesiredRun, RunState, StateFile
-from reconcile.tallyfy import ObservedRun
+from reconcile.domain import DesiredRun, ObservedRun, RunState
+from reconcile.state import SafetySettings, StateFile, StateFileRef
 
 
 class Action(StrEnum):
@@ -69,19 +69,40 @@ class Change(PlannedRun):
         return Action.ARCHIVE if self.target is RunState.ARCHIVED else Action.ACTIVATE
 
 
+@dataclass(frozen=True)
+class SavedPlan:
+    """Where a plan applied with `apply --plan` came from, and how much of it was left to do."""
+
+    path: str
+    reviewed: int
+    """Changes in the saved plan."""
+    done: int
+    """Of those, changes already made when it was applied (their runs are in the declared state)."""
+
+
 @dataclass(frozen=True, repr=False)
 class Plan:
-    """Every declared run, split into changes (in execution order) and runs already right."""
+    """Every declared run, split into changes (in execution order) and runs already right, with
+    what the pipeline attached: the limits it was checked against and the gates it trips, the
+    baseline's labels, unmanaged runs, and the saved plan it came from."""
 
     org_id: str
     api_url: str
-    state_file: StateFile
+    state_file: StateFileRef
     changes: tuple[Change, ...]
     unchanged: tuple[PlannedRun, ...]
+    limits: SafetySettings
+    """The safety gates' limits this plan is checked against (reconcile.safety)."""
     baseline: str | None = None
     """Where the baseline state file was read from (a path, or REF:path), if one was given."""
     unmanaged: tuple[ObservedRun, ...] | None = None
     """Runs of the organization the file does not declare, by run ID; None when not looked for."""
+    gates: tuple[str, ...] = ()
+    """One sentence per safety gate the plan trips (reconcile.safety.tripped)."""
+    saved: SavedPlan | None = None
+    """Set when the plan is what was left to do of a saved plan."""
+    notices: tuple[str, ...] = ()
+    """Warnings the pipeline attached from what it read, shown after the outdated labels."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -97,14 +118,21 @@ class Plan:
         return len(self.changes) + len(self.unchanged)
 
     @property
+    def runs(self) -> tuple[PlannedRun, ...]:
+        """Every declared run: the changes, then the unchanged runs."""
+        return (*self.changes, *self.unchanged)
+
+    @property
     def warnings(self) -> tuple[str, ...]:
-        """One sentence per declared run whose `name` label no longer matches its live name."""
-        return tuple(
+        """One sentence per declared run whose `name` label no longer matches its live name, then
+        the notices."""
+        labels = tuple(
             f"{run.desired.source}: run {run.run_id} is labelled {run.desired.name!r} but is "
             f"named {run.observed.name!r} in Tallyfy; update the label"
-            for run in sorted((*self.changes, *self.unchanged), key=_in_file_order)
+            for run in sorted(self.runs, key=_in_file_order)
             if run.label_outdated
         )
+        return labels + self.notices
 
     def count_reason(self, reason: Reason) -> int:
         return sum(1 for change in self.changes if change.reason is reason)
@@ -118,9 +146,15 @@ def _in_file_order(run: PlannedRun) -> tuple[int, str]:
 
 
 def build_plan(
-    state_file: StateFile, observed: Mapping[str, ObservedRun], *, org_id: str, api_url: str
+    state_file: StateFile,
+    observed: Mapping[str, ObservedRun],
+    *,
+    org_id: str,
+    api_url: str,
+    limits: SafetySettings | None = None,
 ) -> Plan:
-    """The plan that brings every declared run to its declared state."""
+    """The plan that brings every declared run to its declared state, to be checked against
+    `limits` (by default the state file's [safety] table)."""
     changes: list[Change] = []
     unchanged: list[PlannedRun] = []
     for run in state_file.runs:
@@ -134,7 +168,8 @@ def build_plan(
     return Plan(
         org_id=org_id,
         api_url=api_url,
-        state_file=state_file,
+        state_file=state_file.ref,
         changes=tuple(changes),
         unchanged=tuple(unchanged),
+        limits=state_file.safety if limits is None else limits,
     )

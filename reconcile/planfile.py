@@ -2,7 +2,8 @@
 by `apply --plan`, and the checksum that ties a reviewed plan to the changes applied.
 
 The document keeps, for every declared run, what the API reported when the plan was made, so
-`apply --plan` can tell which runs moved since. Its shape is described by schema/plan.schema.json.
+`apply --plan` can tell which runs moved since (reconcile.safety decides). Its shape is described
+by schema/plan.schema.json.
 """
 
 from __future__ import annotations
@@ -10,23 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
-from reconcile.errors import ConfigError, PlanFileError, SafetyError
+from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
+from reconcile.errors import PlanFileError, SafetyError
 from reconcile.plan import Action, Change, Plan, PlannedRun
-from reconcile.state import (
-    ID_PATTERN,
-    DesiredRun,
-    RunState,
-    SafetySettings,
-    Source,
-    StateFile,
-    TallyfySettings,
-)
-from reconcile.tallyfy import ObservedRun
+from reconcile.state import SafetySettings, StateFileRef
 
 FORMAT_VERSION = 1
 MAX_PLAN_BYTES = 256 * 1024 * 1024
@@ -52,7 +45,7 @@ def checksum(plan: Plan) -> str:
 
 def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """The plan as a JSON-ready value, format_version 1."""
-    safety = plan.state_file.safety
+    safety = plan.limits
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
@@ -105,27 +98,6 @@ def _entry(run: PlannedRun) -> dict[str, Any]:
     }
 
 
-def parse_checksum(value: str) -> str:
-    """A checksum given on the command line, normalized; ConfigError if it cannot be one."""
-    digest = value.strip().lower()
-    if not _HEX.fullmatch(digest):
-        raise ConfigError(
-            f"--checksum {value!r} is not a sha256 checksum (64 hex characters) as printed by "
-            "reconcile plan."
-        )
-    return digest
-
-
-def check_checksum(plan: Plan, expected: str) -> None:
-    """SafetyError unless the plan is the one whose checksum was reviewed."""
-    if checksum(plan) != expected:
-        raise SafetyError(
-            f"The live plan's checksum is {checksum(plan)}, not the reviewed {expected}: the "
-            "state file or the organization changed since that plan was reviewed. Nothing was "
-            "written; run plan again and review it."
-        )
-
-
 def load_plan(path: Path) -> Plan:
     """Read a saved plan. PlanFileError if it is not one; SafetyError if its checksum does not
     match its changes (the file was edited after it was made)."""
@@ -149,61 +121,6 @@ def load_plan(path: Path) -> Plan:
             f"{checksum(plan)}). Nothing was written; make and review a new plan."
         )
     return plan
-
-
-def check_target(plan: Plan, path: Path, *, org_id: str, api_url: str) -> None:
-    """SafetyError unless the saved plan was made for this organization and API."""
-    if (plan.org_id, plan.api_url) != (org_id, api_url):
-        raise SafetyError(
-            f"The plan file {path} was made for organization {plan.org_id} at {plan.api_url}, "
-            f"but this apply targets organization {org_id} at {api_url}. Nothing was written; "
-            "check --org, --api-url, TALLYFY_ORG_ID and TALLYFY_API_URL."
-        )
-
-
-def verify(plan: Plan, path: Path, now: Mapping[str, ObservedRun]) -> Plan:
-    """What is left to do of a saved plan, given every declared run as it is now.
-
-    A run already in its declared state needs nothing. Any other run must look exactly as it did
-    when the plan was made; otherwise the reviewed plan no longer describes the organization and
-    SafetyError names every run that moved."""
-    moved = []
-    for run in (*plan.changes, *plan.unchanged):
-        fresh = now[run.run_id]
-        if fresh.state is not run.target and _recorded(fresh) != _recorded(run.observed):
-            moved.append(
-                f"  {run.run_id} ({run.desired.source}): planned from {_seen(run.observed)}, now "
-                f"{_seen(fresh)}"
-            )
-    if moved:
-        listed = "\n".join(moved)
-        raise SafetyError(
-            f"{len(moved)} run(s) moved since the plan in {path} was made, so it no longer "
-            f"describes the organization. Nothing was written; make and review a new plan.\n"
-            f"{listed}"
-        )
-    pending = {
-        change.run_id for change in plan.changes if now[change.run_id].state is not change.target
-    }
-    changes = tuple(Change(c.desired, now[c.run_id]) for c in plan.changes if c.run_id in pending)
-    unchanged = tuple(
-        PlannedRun(run.desired, now[run.run_id])
-        for run in (*plan.changes, *plan.unchanged)
-        if run.run_id not in pending
-    )
-    return Plan(plan.org_id, plan.api_url, plan.state_file, changes, unchanged)
-
-
-def _recorded(run: ObservedRun) -> tuple[str | None, ...]:
-    """The observed fields a saved plan records, and so the ones that can tell a run moved."""
-    return (run.archived_at, run.status, run.name, run.last_updated)
-
-
-def _seen(run: ObservedRun) -> str:
-    return (
-        f"{run.state.value} (status {run.status or 'unknown'}, last updated "
-        f"{run.last_updated or 'unknown'}, name {run.name!r})"
-    )
 
 
 class _Reader:
@@ -260,20 +177,13 @@ class _Reader:
         path = self.field(state, "path", str, "state_file.")
         sha256 = self.field(state, "sha256", str, "state_file.")
         self.done()
-        declared = tuple(run.desired for run in (*changes, *unchanged))
-        state_file = StateFile(
-            path=path,
-            sha256=sha256,
-            tallyfy=TallyfySettings(org_id=org_id, api_url=api_url),
-            runs=declared,
-            safety=SafetySettings(float(percents[0]), float(percents[1]), min_runs),
-        )
         return Plan(
             org_id,
             api_url,
-            state_file,
+            StateFileRef(path, sha256),
             tuple(Change(run.desired, run.observed) for run in changes),
             tuple(unchanged),
+            limits=SafetySettings(float(percents[0]), float(percents[1]), min_runs),
         )
 
     def run(self, entry: Any, where: str, *, change: bool) -> PlannedRun:

@@ -11,15 +11,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import tomli
 
+from reconcile.domain import ID_PATTERN, DesiredRun, RunState, Source
 from reconcile.errors import Problem, StateFileError
 
-ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
 TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit")
@@ -32,35 +31,7 @@ _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
 LONG_FORM_KEYS = ("state", "name")
 
 
-class RunState(StrEnum):
-    """Whether a run is archived. "active" means not archived, whatever its workflow status."""
-
-    ARCHIVED = "archived"
-    ACTIVE = "active"
-
-
 _STATES = {state.value: state for state in RunState}
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a declaration stands in the state file."""
-
-    path: str
-    line: int | None
-
-    def __str__(self) -> str:
-        return self.path if self.line is None else f"{self.path}:{self.line}"
-
-
-@dataclass(frozen=True)
-class DesiredRun:
-    """One declared run."""
-
-    run_id: str
-    state: RunState
-    name: str | None
-    source: Source
 
 
 @dataclass(frozen=True)
@@ -85,15 +56,27 @@ class SafetySettings:
     min_runs: int = 10
 
 
+@dataclass(frozen=True)
+class StateFileRef:
+    """Which state file a plan was made from: the path as given and the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+
+
 @dataclass(frozen=True, repr=False)
 class StateFile:
-    """A validated state file."""
+    """A validated state file, as it is on disk."""
 
     path: str
     sha256: str
     tallyfy: TallyfySettings
     runs: tuple[DesiredRun, ...]
     safety: SafetySettings = SafetySettings()
+
+    @property
+    def ref(self) -> StateFileRef:
+        return StateFileRef(self.path, self.sha256)
 
     def __repr__(self) -> str:
         # Counts, not contents: see Plan.__repr__.

@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconcile.cli import cli
-from reconcile.config import TOKEN_ENV, Target, Token
+from reconcile.config import TOKEN_ENV, Settings, Target, Token
+from reconcile.pipeline import Connect
 from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
 from reconcile.tallyfy.pacing import Clock
@@ -116,6 +117,24 @@ def client_for(sandbox: Sandbox, **options: Any) -> TallyfyClient:
         transport=sandbox.transport(),
         **options,
     )
+
+
+def sandbox_connect(sandbox: Sandbox, **options: Any) -> Connect:
+    """What reconcile.pipeline uses to make its API client, wired to the in-process sandbox: the
+    settings the pipeline resolved, and `options` (e.g. a faster RetryPolicy) on top."""
+
+    def connect(settings: Settings) -> TallyfyClient:
+        return TallyfyClient(
+            settings.target,
+            settings.token,
+            transport=sandbox.transport(),
+            parallelism=settings.pace.parallelism,
+            rate_limit=settings.pace.rate_limit,
+            timeout=settings.timeout,
+            **options,
+        )
+
+    return connect
 
 
 def write_state(path: Path, runs: Mapping[str, str], org_id: str | None = None) -> Path:

@@ -6,9 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.config import DEFAULT_API_URL, Target, Token, read_token, resolve_target
+from reconcile.config import (
+    DEFAULT_API_URL,
+    DEFAULT_PARALLELISM,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_TIMEOUT,
+    TOKEN_ENV,
+    Flags,
+    Pace,
+    Target,
+    Token,
+    child_environment,
+    read_token,
+    resolve,
+    resolve_target,
+)
 from reconcile.errors import ConfigError
-from reconcile.state import TallyfySettings
+from reconcile.state import SafetySettings, TallyfySettings
 
 ORG_FLAG, ORG_ENV, ORG_FILE = "a" * 32, "b" * 32, "c" * 32
 
@@ -28,6 +42,35 @@ def test_flag_beats_environment_beats_file_beats_default() -> None:
     assert resolve_target(
         api_url_flag=None, org_flag=None, environ={}, settings=TallyfySettings(org_id=ORG_FILE)
     ) == Target(DEFAULT_API_URL, ORG_FILE)
+
+
+def test_resolve_takes_every_setting_from_the_first_place_that_gives_it() -> None:
+    environ = {TOKEN_ENV: "env-token", "TALLYFY_ORG_ID": ORG_ENV}
+    file = TallyfySettings(org_id=ORG_FILE, parallelism=3, rate_limit=0)
+    limits = SafetySettings(max_archive_percent=10.0, max_activate_percent=20.0, min_runs=5)
+    flags = Flags(org_id=ORG_FLAG, rate_limit=60, max_activate_percent=50.0, timeout=2.0)
+    settings = resolve(flags, environ=environ, tallyfy=file, safety=limits)
+    assert settings.target == Target(DEFAULT_API_URL, ORG_FLAG)
+    assert settings.token == Token("env-token")
+    assert settings.pace == Pace(parallelism=3, rate_limit=60)
+    assert settings.timeout == 2.0
+    assert settings.fetch == "auto"
+    assert settings.limits == SafetySettings(10.0, 50.0, 5)
+
+    defaults = resolve(None, environ=environ)
+    assert defaults.target == Target(DEFAULT_API_URL, ORG_ENV)
+    assert defaults.pace == Pace(DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT)
+    assert defaults.timeout == DEFAULT_TIMEOUT
+    assert defaults.limits == SafetySettings()
+    # 0 is a setting, not "not given".
+    assert resolve(Flags(gate_min_runs=0, max_archive_percent=0.0), environ=environ).limits == (
+        SafetySettings(max_archive_percent=0.0, min_runs=0)
+    )
+
+
+def test_child_processes_get_the_environment_without_the_token() -> None:
+    environ = {TOKEN_ENV: "secret-token", "PATH": "/usr/bin", "TALLYFY_ORG_ID": ORG_ENV}
+    assert child_environment(environ) == {"PATH": "/usr/bin", "TALLYFY_ORG_ID": ORG_ENV}
 
 
 def test_missing_or_bad_org() -> None:

@@ -18,10 +18,11 @@ import pytest
 
 from reconcile.apply import apply_plan
 from reconcile.config import Target, Token
+from reconcile.domain import RunState
 from reconcile.errors import ApiError, UnknownRunsError
 from reconcile.importer import list_org_runs
 from reconcile.plan import build_plan
-from reconcile.state import RunState, load_state
+from reconcile.state import load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.listing import MAX_RUNS, ListingError
 from reconcile.tallyfy.observe import read_state

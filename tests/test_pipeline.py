@@ -12,12 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile import pipeline
 from reconcile.apply import ApplyReport, apply_plan
-from reconcile.errors import UnknownRunsError
+from reconcile.config import TOKEN_ENV, Fetch, Flags
+from reconcile.errors import SafetyError, UnknownRunsError
 from reconcile.plan import Action, Plan, build_plan
+from reconcile.planfile import checksum
 from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
-from reconcile.state import load_state
-from reconcile.tallyfy import Fetch, TallyfyClient, observe
+from reconcile.state import SafetySettings, load_state
+from reconcile.tallyfy import TallyfyClient, observe
 from tests.conftest import (
     DEMO_ARCHIVED,
     DEMO_IDS,
@@ -25,6 +28,7 @@ from tests.conftest import (
     TOKEN,
     client_for,
     numbered_runs,
+    sandbox_connect,
     sandbox_states,
     write_state,
 )
@@ -206,5 +210,52 @@ def test_large_values_repr_as_counts(sandbox: Sandbox) -> None:
         "changes=3, unchanged=7)"
     )
     digest = plan.state_file.sha256[:12]
-    assert repr(plan.state_file) == f"StateFile(path={str(example)!r}, sha256={digest!r}, runs=10)"
+    state = load_state(example)
+    assert repr(state) == f"StateFile(path={str(example)!r}, sha256={digest!r}, runs=10)"
     assert repr(report) == "ApplyReport(succeeded=3, failed=0, not_started=0, stopped=False)"
+
+
+def test_the_library_entry_points_plan_check_and_apply(sandbox: Sandbox) -> None:
+    """reconcile.pipeline, as a library caller uses it: the plan carries its limits and gates;
+    apply checks them, asks `before_writes`, and writes only then."""
+    example = Path(__file__).parent.parent / "state.example.toml"
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    environ, connect = {TOKEN_ENV: TOKEN}, sandbox_connect(sandbox)
+
+    planned = pipeline.plan(example, flags, environ=environ, connect=connect)
+    assert [(c.action, c.run_id) for c in planned.changes] == [
+        (Action.ARCHIVE, DEMO_IDS[0]),
+        (Action.ARCHIVE, DEMO_IDS[3]),
+        (Action.ACTIVATE, DEMO_IDS[2]),
+    ]
+    assert (planned.limits, planned.gates) == (SafetySettings(), ())
+    strict = pipeline.plan(
+        example,
+        replace(flags, max_archive_percent=10.0, max_activate_percent=50.0, gate_min_runs=0),
+        environ=environ,
+        connect=connect,
+    )
+    assert strict.limits.max_archive_percent == 10.0
+    assert len(strict.gates) == 1
+    assert strict.gates[0].startswith("the plan would archive 2 of the 7 declared runs")
+    with pytest.raises(SafetyError, match="A safety gate refused the plan"):
+        pipeline.apply(
+            example,
+            replace(flags, max_archive_percent=10.0, max_activate_percent=50.0, gate_min_runs=0),
+            environ=environ,
+            connect=connect,
+        )
+
+    def refuse(plan: Plan) -> None:
+        raise SafetyError(f"not now: {len(plan.changes)} changes")
+
+    with pytest.raises(SafetyError, match="not now: 3 changes"):
+        pipeline.apply(example, flags, before_writes=refuse, environ=environ, connect=connect)
+    assert sandbox.writes == []
+
+    done = pipeline.apply(
+        example, flags, expected_checksum=checksum(planned), environ=environ, connect=connect
+    )
+    assert done.report is not None
+    assert len(done.report.succeeded) == len(sandbox.writes) == 3
+    assert pipeline.plan(example, flags, environ=environ, connect=connect).changes == ()

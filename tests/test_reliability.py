@@ -2,15 +2,15 @@
 applying until it succeeds reaches exactly the declared state, with one effective write per
 change, extra writes only where a fault forced them, and nothing undeclared touched.
 
-Each round is what `reconcile apply --auto-approve` does (read, plan, apply) with the same
-library calls, against the in-process sandbox with a short timeout and short backoffs so that
+Each round is `reconcile apply --auto-approve --force` (read, plan, check, apply): the library's
+own apply, against the in-process sandbox with a short timeout and short backoffs so that
 hundreds of faulty runs take seconds. A round "exits 0" when it raises nothing and no change
-failed, as the CLI decides it.
+failed, as the CLI decides it. (--force: the random declarations often trip a safety gate, which
+is not what this proves.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,18 +18,17 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.apply import apply_plan
+from reconcile import pipeline
+from reconcile.config import TOKEN_ENV, Fetch, Flags
 from reconcile.errors import ReconcileError
-from reconcile.plan import build_plan
 from reconcile.sandbox import Behaviour, Fault, Sandbox
-from reconcile.state import load_state
-from reconcile.tallyfy import Fetch, RetryPolicy, observe
+from reconcile.tallyfy import RetryPolicy
 from tests.conftest import (
     FIGURES,
     ORG,
     TOKEN,
-    client_for,
     numbered_runs,
+    sandbox_connect,
     sandbox_states,
     write_state,
 )
@@ -94,19 +93,25 @@ BEHAVIOURS = st.builds(
 def converge(sandbox: Sandbox, path: Path, fetch: Fetch, rounds: int) -> int:
     """Apply until a round succeeds; the number of rounds it took (at most `rounds`)."""
 
-    async def one_round() -> bool:
-        async with client_for(sandbox, retry=FAST, timeout=TIMEOUT) as client:
-            try:
-                state = load_state(path)
-                observed = await observe(client, state.runs, fetch)
-                plan = build_plan(state, observed, org_id=ORG, api_url="https://sandbox.test/api")
-                report = await apply_plan(client, plan)
-            except ReconcileError:
-                return False
-        return not report.failed
+    flags = Flags(
+        api_url="https://sandbox.test/api", org_id=ORG, fetch=fetch, rate_limit=0, timeout=TIMEOUT
+    )
+
+    def one_round() -> bool:
+        try:
+            applied = pipeline.apply(
+                path,
+                flags,
+                force=True,
+                environ={TOKEN_ENV: TOKEN},
+                connect=sandbox_connect(sandbox, retry=FAST),
+            )
+        except ReconcileError:
+            return False
+        return applied.report is None or not applied.report.failed
 
     for attempt in range(1, rounds + 1):
-        if asyncio.run(one_round()):
+        if one_round():
             return attempt
     raise AssertionError(f"apply did not succeed in {rounds} rounds")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.domain import RunState, Source
 from reconcile.errors import StateFileError
-from reconcile.state import RunState, Source, load_state
+from reconcile.state import load_state
 
 A = "3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6"
 B = "9b1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -4,37 +4,24 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any, NoReturn, TextIO, TypeVar
+from typing import IO, Any, NoReturn, TextIO, TypeVar, cast
 
 import click
 
 from reconcile import __version__
-from reconcile.config import (
-    DEFAULT_PARALLELISM,
-    DEFAULT_RATE_LIMIT,
-    read_token,
-    resolve_pace,
-    resolve_target,
-)
+from reconcile.config import DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, Flags
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
-from reconcile.plan import Plan, build_plan
 from reconcile.render.progress import ProgressLine
-from reconcile.safety import settings_with
-from reconcile.state import (
-    MAX_PARALLELISM,
-    SafetySettings,
-    StateFile,
-    TallyfySettings,
-    load_state,
-)
-from reconcile.tallyfy import Fetch, TallyfyClient, observe
+from reconcile.state import MAX_PARALLELISM
+from reconcile.writer import Render, append
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
@@ -195,7 +182,7 @@ def connection_options(f: F, *, fetch: bool = True) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0, min_open=True),
-            default=30.0,
+            default=DEFAULT_TIMEOUT,
             show_default=True,
             help="Seconds to wait for each answer before treating the request as failed.",
         ),
@@ -238,65 +225,28 @@ def colour_for(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
-def write_file(path: Path, render: Callable[[TextIO], None]) -> None:
-    """Render into a file, replacing it."""
-    try:
-        with path.open("w", encoding="utf-8") as stream:
-            render(stream)
-    except OSError as exc:
-        raise ConfigError(f"Cannot write {path}: {exc.strerror}.") from None
+def takes_flags(f: F) -> F:
+    """Hand the options that are settings (see reconcile.config.Flags) to the command as one
+    typed `flags` argument. Goes below the options it collects."""
+    names = {field.name for field in fields(Flags)}
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in names & kwargs.keys()}
+        return f(*args, flags=Flags(**given), **kwargs)
+
+    return cast(F, command)
 
 
-def step_summary(render: Callable[[TextIO], None]) -> None:
+def step_summary(render: Render) -> None:
     """Append Markdown to the GitHub Actions job summary when running there."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if not summary:
         return
     try:
-        with open(summary, "a", encoding="utf-8") as stream:
-            render(stream)
-    except OSError as exc:
+        append(Path(summary), render)
+    except ConfigError as exc:
         click.echo(f"Warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", err=True)
-
-
-def open_state(state_file: Path, connection: dict[str, Any]) -> tuple[StateFile, TallyfyClient]:
-    """Load the state file and settings, and make the one API client of this command."""
-    state = load_state(state_file)
-    state = replace(state, safety=safety_settings(state, connection))
-    return state, make_client(state.tallyfy, connection)
-
-
-def safety_settings(state: StateFile, connection: dict[str, Any]) -> SafetySettings:
-    """The state file's [safety] limits with the flags given on top."""
-    return settings_with(
-        state.safety,
-        max_archive_percent=connection["max_archive_percent"],
-        max_activate_percent=connection["max_activate_percent"],
-        min_runs=connection["gate_min_runs"],
-    )
-
-
-def make_client(settings: TallyfySettings, connection: dict[str, Any]) -> TallyfyClient:
-    """The one API client of a command, from flags, environment and the file's settings."""
-    target = resolve_target(
-        api_url_flag=connection["api_url"],
-        org_flag=connection["org_id"],
-        environ=os.environ,
-        settings=settings,
-    )
-    token = read_token(token_file=connection["token_file"], environ=os.environ)
-    pace = resolve_pace(
-        parallelism_flag=connection["parallelism"],
-        rate_limit_flag=connection["rate_limit"],
-        settings=settings,
-    )
-    return TallyfyClient(
-        target,
-        token,
-        parallelism=pace.parallelism,
-        rate_limit=pace.rate_limit,
-        timeout=connection["timeout"],
-    )
 
 
 def progress_line(label: str, unit: str) -> ProgressLine | None:
@@ -305,21 +255,6 @@ def progress_line(label: str, unit: str) -> ProgressLine | None:
     if not sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG):
         return None
     return ProgressLine(sys.stderr, label, unit)
-
-
-async def plan_state(client: TallyfyClient, state: StateFile, fetch: Fetch) -> Plan:
-    """Read the declared runs (with a progress line on a terminal) and plan."""
-    # What is alive now (the state file, settings, modules) outlives the read: the cycle
-    # collector need not re-scan it while the answers of a large read arrive.
-    gc.freeze()
-    try:
-        reading = progress_line("Reading runs", "requests")
-        observed = await observe(client, state.runs, fetch, reading.update if reading else None)
-        if reading is not None:
-            reading.clear()
-    finally:
-        gc.unfreeze()
-    return build_plan(state, observed, org_id=client.target.org_id, api_url=client.target.api_url)
 
 
 def collect_less() -> None:

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import click
 
-from reconcile.cli.app import (
-    EXIT_CODES,
-    cli,
-    connection_options,
-    make_client,
-)
+from reconcile import pipeline
+from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
+from reconcile.config import Flags
 from reconcile.errors import ConfigError
-from reconcile.importer import (
-    Imported,
-    Include,
-    Mode,
-    build_import,
-    existing_file,
-    make_selection,
-    select_runs,
-    write_text,
-)
-from reconcile.state import (
-    TallyfySettings,
-)
+from reconcile.importer import Include, Mode, make_selection
 
 
 @cli.command("import", epilog=EXIT_CODES)
@@ -70,6 +53,7 @@ from reconcile.state import (
 )
 @click.option("--name", metavar="REGEX", help="Only runs whose live name matches REGEX.")
 @partial(connection_options, fetch=False)
+@takes_flags
 def import_(
     output: Path,
     force: bool,
@@ -81,7 +65,7 @@ def import_(
     started_before: datetime | None,
     started_after: datetime | None,
     name: str | None,
-    **connection: Any,
+    flags: Flags,
 ) -> None:
     """Write the organization's runs, with their live states and names, as a state file.
     Read-only towards Tallyfy: sends only GET requests."""
@@ -97,16 +81,5 @@ def import_(
         name=name,
     )
     mode = Mode.MERGE if merge else Mode.FORCE if force else Mode.NEW
-    existing = existing_file(output, mode)
-
-    async def run() -> Imported:
-        client = make_client(existing.tallyfy if existing else TallyfySettings(), connection)
-        async with client:
-            runs = await select_runs(client, selection)
-        org_id = client.target.org_id
-        return build_import(output, runs, org_id=org_id, selection=selection, existing=existing)
-
-    imported = asyncio.run(run())
-    if imported.written:
-        write_text(output, imported.text)
+    imported = pipeline.import_runs(output, selection, mode, flags)
     click.echo(imported.summary)

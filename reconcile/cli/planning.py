@@ -1,18 +1,16 @@
-"""`reconcile validate`, `plan` and `apply`."""
+"""`reconcile validate`, `plan` and `apply`: options, confirmation and output around the library's
+pipeline (reconcile.pipeline)."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 
-from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile import pipeline
+from reconcile.apply import Interruption, Result
 from reconcile.cli.app import (
     EXIT_CHANGES,
     EXIT_CODES,
@@ -20,20 +18,16 @@ from reconcile.cli.app import (
     cli,
     colour_for,
     connection_options,
-    make_client,
-    open_state,
-    plan_state,
     progress_line,
     safety_options,
-    safety_settings,
     state_argument,
     step_summary,
-    write_file,
+    takes_flags,
 )
-from reconcile.drift import add_unmanaged, label_changes, read_baseline
-from reconcile.errors import ConfigError, SafetyError
+from reconcile.config import Flags
+from reconcile.domain import RunState
+from reconcile.errors import SafetyError
 from reconcile.plan import Plan
-from reconcile.planfile import check_checksum, check_target, load_plan, parse_checksum, verify
 from reconcile.render import (
     render_apply_markdown,
     render_plan,
@@ -43,21 +37,15 @@ from reconcile.render import (
     render_result,
     render_summary,
 )
-from reconcile.safety import enforce, tripped
-from reconcile.state import (
-    RunState,
-    StateFile,
-    TallyfySettings,
-    load_state,
-)
-from reconcile.tallyfy import Fetch, TallyfyClient, observe
+from reconcile.render.progress import ProgressLine
+from reconcile.writer import destination
 
 
 @cli.command(epilog=EXIT_CODES)
 @state_argument
 def validate(state_file: Path) -> None:
     """Check STATE_FILE offline (default: state.toml). Sends no request."""
-    state = load_state(state_file)
+    state = pipeline.validate(state_file)
     archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
     click.echo(
         f"{state.path} is valid: {len(state.runs)} runs declared "
@@ -100,8 +88,9 @@ def validate(state_file: Path) -> None:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the plan as JSON in this file, for apply --plan.",
+    help="Also save the plan as JSON in this file (- for standard output), for apply --plan.",
 )
+@takes_flags
 def plan(
     state_file: Path,
     detailed_exitcode: bool,
@@ -110,29 +99,32 @@ def plan(
     show_unmanaged: bool,
     output_format: str,
     out: Path | None,
-    **connection: Any,
+    flags: Flags,
 ) -> None:
     """Show what apply would change. Read-only: sends only GET requests."""
-
-    async def run() -> Plan:
-        state, client = open_state(state_file, connection)
-        async with client:
-            before = read_baseline(state_file, path=baseline, ref=baseline_ref)
-            planned = await plan_state(client, state, connection["fetch"])
-            if show_unmanaged:
-                planned = await add_unmanaged(client, planned)
-        return planned if before is None else label_changes(planned, before)
-
-    result = asyncio.run(run())
-    warnings = tripped(result, result.state_file.safety)
+    saved_to = None if out is None else destination(out, stdout=sys.stdout)
+    reading = progress_line("Reading runs", "requests")
+    try:
+        result = pipeline.plan(
+            state_file,
+            flags,
+            baseline=baseline,
+            baseline_ref=baseline_ref,
+            show_unmanaged=show_unmanaged,
+            on_read=reading.update if reading else None,
+        )
+    finally:
+        if reading is not None:
+            reading.clear()
+    warnings = result.gates
     if output_format == "json":
         render_plan_json(result, sys.stdout, warnings=warnings)
     elif output_format == "markdown":
         render_plan_markdown(result, sys.stdout, warnings=warnings)
     else:
         render_plan(result, sys.stdout, colour=colour_for(sys.stdout), warnings=warnings)
-    if out is not None:
-        write_file(out, lambda stream: render_plan_json(result, stream, warnings=warnings))
+    if saved_to is not None:
+        saved_to.write(lambda stream: render_plan_json(result, stream, warnings=warnings))
     step_summary(lambda stream: render_plan_markdown(result, stream, warnings=warnings))
     if detailed_exitcode and result.changes:
         sys.exit(EXIT_CHANGES)
@@ -168,8 +160,10 @@ def plan(
     "--report",
     "report_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write JSON of every change attempted and its outcome, also when apply stops part-way.",
+    help="Write JSON of every change attempted and its outcome, also when apply stops part-way "
+    "(- for standard output).",
 )
+@takes_flags
 def apply(
     state_file: Path,
     auto_approve: bool,
@@ -178,61 +172,89 @@ def apply(
     force: bool,
     max_changes: int | None,
     report_file: Path | None,
-    **connection: Any,
+    flags: Flags,
 ) -> None:
     """Plan, ask for confirmation, then archive and activate exactly the planned runs."""
-    colour = colour_for(sys.stdout)
-    if plan_file is not None and expected_checksum is not None:
-        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
-    if expected_checksum is not None:
-        expected_checksum = parse_checksum(expected_checksum)
+    report_to = None if report_file is None else destination(report_file, stdout=sys.stdout)
     approved = auto_approve or plan_file is not None or expected_checksum is not None
-    planned: Plan | None = None
-    results: list[Result] = []
-    finished = False
-
-    def done(result: Result) -> None:
-        results.append(result)
-        render_result(result, sys.stdout, colour=colour)
-
-    async def run() -> ApplyReport | None:
-        nonlocal planned, finished
-        loaded, client = _open_for_apply(state_file, plan_file, connection)
-        async with client:
-            planned = await _plan_to_apply(client, loaded, connection["fetch"])
-            render_plan(planned, sys.stdout, colour=colour)
-            _gate(planned, expected_checksum, force, max_changes)
-            if not planned.changes:
-                finished = True
-                return None
-            _confirm(len(planned.changes), approved)
-            click.echo("")
-            report = await _write_phase(client, planned, stop, done)
-            finished = not report.stopped
-            return report
-
-    stop = Interruption()
-    report: ApplyReport | None = None
+    shown = _Applying(colour_for(sys.stdout), approved)
+    stop = Interruption(_announce)
     try:
-        report = asyncio.run(run())
+        outcome = pipeline.apply(
+            state_file,
+            flags,
+            saved_plan=plan_file,
+            expected_checksum=expected_checksum,
+            force=force,
+            max_changes=max_changes,
+            on_plan=shown.plan,
+            before_writes=shown.approve,
+            on_result=shown.result,
+            stop=stop,
+            on_read=shown.reading.update if shown.reading else None,
+        )
+        shown.finished = outcome.report is None or not outcome.report.stopped
     finally:
-        if report_file is not None and planned is not None:
-            attempted = planned
-            write_file(
-                report_file,
-                lambda stream: render_report_json(attempted, results, stream, finished=finished),
+        if shown.progress is not None:
+            shown.progress.clear()
+        if report_to is not None and shown.planned is not None:
+            attempted, results, finished = shown.planned, shown.results, shown.finished
+            report_to.write(
+                lambda stream: render_report_json(attempted, results, stream, finished=finished)
             )
-    assert planned is not None
-    applied = planned
+    applied, report = outcome.plan, outcome.report
     if report is None:
         step_summary(lambda stream: render_plan_markdown(applied, stream))
         return
-    render_summary(report, sys.stdout, colour=colour)
+    render_summary(report, sys.stdout, colour=shown.colour)
     step_summary(lambda stream: render_apply_markdown(applied, report, stream))
     if stop.signum is not None:
         sys.exit(128 + stop.signum)
     if report.failed:
         sys.exit(EXIT_ERROR)
+
+
+class _Applying:
+    """What `apply` shows as the pipeline goes: progress on a terminal, the plan, the forced
+    gates, the prompt, each change's result; and what the report needs if it stops part-way."""
+
+    def __init__(self, colour: bool, approved: bool) -> None:
+        self.colour = colour
+        self.approved = approved
+        self.planned: Plan | None = None
+        self.results: list[Result] = []
+        self.finished = False
+        self.reading = progress_line("Reading runs", "requests")
+        self.progress: ProgressLine | None = None
+
+    def plan(self, plan: Plan) -> None:
+        self.planned = plan
+        if self.reading is not None:
+            self.reading.clear()
+        if plan.saved is not None:
+            click.echo(
+                f"Saved plan {plan.saved.path}: {plan.saved.reviewed} changes reviewed, "
+                f"{plan.saved.done} already done."
+            )
+        render_plan(plan, sys.stdout, colour=self.colour)
+
+    def approve(self, plan: Plan) -> None:
+        for gate in plan.gates:
+            click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
+        if not plan.changes:
+            return
+        _confirm(len(plan.changes), self.approved)
+        click.echo("")
+        self.progress = progress_line("Applying", "changes")
+
+    def result(self, result: Result) -> None:
+        self.results.append(result)
+        if self.progress is not None:
+            self.progress.clear()
+        render_result(result, sys.stdout, colour=self.colour)
+        sys.stdout.flush()
+        if self.progress is not None and self.planned is not None:
+            self.progress.update(len(self.results), len(self.planned.changes))
 
 
 def _announce(signum: int) -> None:
@@ -241,69 +263,6 @@ def _announce(signum: int) -> None:
         "finishing and checking the writes in flight.",
         err=True,
     )
-
-
-async def _write_phase(
-    client: TallyfyClient, planned: Plan, stop: Interruption, on_result: Callable[[Result], None]
-) -> ApplyReport:
-    """Carry out the plan with a progress line on a terminal; SIGINT and SIGTERM stop new
-    writes (see Interruption) instead of killing the process."""
-    total = len(planned.changes)
-    progress = progress_line("Applying", "changes")
-    count = 0
-
-    def heard(result: Result) -> None:
-        nonlocal count
-        count += 1
-        if progress is not None:
-            progress.clear()
-        on_result(result)
-        sys.stdout.flush()
-        if progress is not None:
-            progress.update(count, total)
-
-    with stop.on_signals(_announce):
-        report = await apply_plan(client, planned, on_result=heard, stop=stop)
-    if progress is not None:
-        progress.clear()
-    return report
-
-
-def _open_for_apply(
-    state_file: Path, plan_file: Path | None, connection: dict[str, Any]
-) -> tuple[StateFile | tuple[Plan, Path], TallyfyClient]:
-    if plan_file is None:
-        return open_state(state_file, connection)
-    saved, client = _open_saved(plan_file, connection)
-    return (saved, plan_file), client
-
-
-async def _plan_to_apply(
-    client: TallyfyClient, loaded: StateFile | tuple[Plan, Path], fetch: Fetch
-) -> Plan:
-    """The live plan of a state file, or what is left to do of a saved plan."""
-    if isinstance(loaded, StateFile):
-        return await plan_state(client, loaded, fetch)
-    saved, plan_file = loaded
-    now = await observe(client, saved.state_file.runs, fetch)
-    planned = verify(saved, plan_file, now)
-    skipped = len(saved.changes) - len(planned.changes)
-    click.echo(
-        f"Saved plan {plan_file}: {len(saved.changes)} changes reviewed, {skipped} already done."
-    )
-    return planned
-
-
-def _gate(
-    planned: Plan, expected_checksum: str | None, force: bool, max_changes: int | None
-) -> None:
-    """Every check between the plan and the first write: the reviewed checksum, then the gates."""
-    if expected_checksum is not None and planned.changes:
-        check_checksum(planned, expected_checksum)
-    safety = planned.state_file.safety
-    enforce(planned, safety, force=force, max_changes=max_changes)
-    for gate in tripped(planned, safety):
-        click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
 
 
 def _confirm(count: int, auto_approve: bool) -> None:
@@ -317,14 +276,3 @@ def _confirm(count: int, auto_approve: bool) -> None:
     noun = "change" if count == 1 else "changes"
     if not click.confirm(f"Apply {count} {noun}?", default=False):
         raise SafetyError("Apply cancelled at the prompt; nothing was written.")
-
-
-def _open_saved(plan_file: Path, connection: dict[str, Any]) -> tuple[Plan, TallyfyClient]:
-    """Load a saved plan, check it is for the organization and API configured, and make the
-    client. The organization may come from the plan; the API URL never does, so that a plan file
-    cannot send the token to another server."""
-    saved = load_plan(plan_file)
-    client = make_client(TallyfySettings(org_id=saved.org_id), connection)
-    check_target(saved, plan_file, org_id=client.target.org_id, api_url=client.target.api_url)
-    state = replace(saved.state_file, safety=safety_settings(saved.state_file, connection))
-    return replace(saved, state_file=state), client

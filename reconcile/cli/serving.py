@@ -56,6 +56,19 @@ from reconcile.cli.app import (
     show_default=True,
     help="Server-side limit in requests per minute (0: none).",
 )
+@click.option(
+    "--activity-feed",
+    type=click.Choice(["on", "forbidden", "missing", "empty"]),
+    default="on",
+    show_default=True,
+    help="How GET /activity-feeds answers: served, 403, 404, or with no entries.",
+)
+@click.option(
+    "--auto-archive-clock",
+    is_flag=True,
+    help="Archive completed runs, with no person behind it, once the org's auto-archive period "
+    "has passed.",
+)
 def sandbox(
     seed: Path,
     host: str,
@@ -64,6 +77,8 @@ def sandbox(
     noop_write: str,
     latency_ms: float,
     rate_limit: int,
+    activity_feed: str,
+    auto_archive_clock: bool,
 ) -> None:
     """Serve an emulator of Tallyfy's runs API on this machine, for trying reconcile and for
     testing pipelines. Prints the settings to export, then serves until interrupted."""
@@ -74,6 +89,8 @@ def sandbox(
         noop_write=noop_write,
         latency=latency_ms / 1000,
         rate_limit=rate_limit,
+        activity_feed=activity_feed,
+        auto_archive_clock=auto_archive_clock,
     )
     try:
         emulator = Sandbox.from_seed(seed, behaviour=behaviour)

@@ -13,10 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from reconcile.sandbox.activity import TOKEN_USER, ActivityLog, Actor, Event, SeedMove
 from reconcile.sandbox.faults import Fault, FaultQueue, distort, replacement
 from reconcile.sandbox.model import (
     DEFAULT_BEHAVIOUR,
@@ -24,8 +26,10 @@ from reconcile.sandbox.model import (
     Behaviour,
     LoggedRequest,
     SandboxRun,
+    normalize_timestamp,
     zulu_from_epoch,
 )
+from reconcile.sandbox.organization import AUTO_ARCHIVE_OFF, AutoArchive, archived_at, organization
 from reconcile.sandbox.responses import (
     SandboxResponse,
     endpoint_not_found,
@@ -62,8 +66,12 @@ class Sandbox:
         *,
         org_name: str = "Sandbox organization",
         clock: Callable[[], float] = time.time,
+        auto_archive: AutoArchive = AUTO_ARCHIVE_OFF,
+        activity: Iterable[SeedMove] = (),
     ) -> None:
-        """Create the org. `clock` (seconds since the epoch) drives timestamps and rate limits."""
+        """Create the org. `clock` (seconds since the epoch) drives timestamps and rate limits.
+        `auto_archive` is the org's setting (the clock itself is the `auto_archive_clock` switch);
+        `activity` are out-of-band moves carried out, in time order, once the runs are in."""
         if not RUN_ID.fullmatch(org_id):
             raise ValueError(f"org id {org_id!r} is not 32 lowercase hex characters")
         if not token:
@@ -76,6 +84,10 @@ class Sandbox:
         self._lock = threading.Lock()
         self._store = RunStore()
         self._store.add(runs)
+        self.auto_archive = auto_archive
+        self._activity = ActivityLog()
+        for seeded in sorted(activity, key=lambda m: m.at):
+            self._move(seeded.run_id, seeded.verb, seeded.actor, seeded.source, seeded.at)
         # Encoding a run takes longer than answering for it from the cache; doing it for every run
         # now keeps a first big listing from paying for it while it holds the lock.
         self._store.encode_all(behaviour.archive_sets_status)
@@ -88,7 +100,15 @@ class Sandbox:
     def from_seed(cls, path: str | Path, behaviour: Behaviour = DEFAULT_BEHAVIOUR) -> Sandbox:
         """Build a sandbox from a seed TOML file; raises SeedError if the file is unusable."""
         seed = load_seed(path)
-        return cls(seed.org_id, seed.token, seed.runs, behaviour, org_name=seed.org_name)
+        return cls(
+            seed.org_id,
+            seed.token,
+            seed.runs,
+            behaviour,
+            org_name=seed.org_name,
+            auto_archive=seed.auto_archive,
+            activity=seed.activity,
+        )
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -111,6 +131,8 @@ class Sandbox:
         route = match(path)
         with self._lock:
             behaviour = self.behaviour
+            if behaviour.auto_archive_clock:
+                self._auto_archive()
             fault = self._faults.take(method, path)
             if fault is not None and fault.skips_operation:
                 response = replacement(fault)
@@ -173,6 +195,7 @@ class Sandbox:
     def _authorized(self, request: _Request, route: Route, behaviour: Behaviour) -> SandboxResponse:
         if route.endpoint == "me":
             return json_response(200, {"data": _ME})
+
         if route.endpoint == "my_organizations":
             org = {"id": self.org_id, "name": self.org_name}
             pagination = {
@@ -186,9 +209,21 @@ class Sandbox:
             return json_response(200, {"data": [org], "meta": {"pagination": pagination}})
         if route.org_id != self.org_id:
             return forbidden(WRONG_ORG)
+        if route.endpoint == "organization":
+            return organization(self.org_id, self.org_name, self.auto_archive)
+        if route.endpoint == "activity":
+            mode = behaviour.activity_feed
+            return self._activity.answer(mode, self.org_id, request.query, request.page_url)
         now = zulu_from_epoch(self._clock())
         call = Call(route, request.method, request.query, request.body, request.page_url, now)
-        return handle(call, self._store, behaviour)
+        record = self._store.get(route.run_id or "")
+        was = record.archived if record is not None else None
+        response = handle(call, self._store, behaviour)
+        # Every archive and activation through the API is the token's user's, in the feed.
+        if record is not None and record.archived != was and route.endpoint in ("run", "activate"):
+            verb = "archived" if record.archived else "unarchived"
+            self._activity.record(record.id, verb, TOKEN_USER, "Member", now)
+        return response
 
     def _count_hit(self, limit: int) -> int | None:
         """Record a request in the rolling window; None when the limit is already reached."""
@@ -242,13 +277,58 @@ class Sandbox:
             return self._record(run_id).archived
 
     def set_archived(self, run_id: str, archived: bool) -> None:
-        """Archive or activate a run behind the client's back (the UI, auto-archive); not logged."""
+        """Archive or activate a run behind the client's back; not logged, and unknown to the
+        activity feed (as a move the feed missed would be). `move` records who did it."""
         with self._lock:
             record = self._record(run_id)
             if record.archived != archived:
                 now = zulu_from_epoch(self._clock())
                 record.last_updated = now
                 self._store.set_archived_at(record, now if archived else None)
+
+    def move(
+        self,
+        run_id: str,
+        archived: bool,
+        actor: Actor | None,
+        *,
+        source: str | None = "Member",
+        at: str | None = None,
+        activation_verb: str = "unarchived",
+    ) -> Event:
+        """Archive or activate a run as `actor` did in the web app (None: nobody, as
+        auto-archive), at `at` (default now); recorded in the activity feed (an activation with
+        `activation_verb`: "unarchived", or "activated" as some sources spell it), not in the
+        request log. KeyError if there is no such run, ValueError if it is already in that state."""
+        moment = normalize_timestamp(at) if at is not None else zulu_from_epoch(self._clock())
+        verb = "archived" if archived else activation_verb
+        with self._lock:
+            if self._record(run_id).archived == archived:
+                raise ValueError(f"run {run_id} is already {'archived' if archived else 'active'}")
+            return self._move(run_id, verb, actor, source if actor else None, moment)
+
+    def _move(
+        self, run_id: str, verb: str, actor: Actor | None, source: str | None, at: str
+    ) -> Event:
+        record = self._record(run_id)
+        record.last_updated = at
+        self._store.set_archived_at(record, at if verb == "archived" else None)
+        return self._activity.record(run_id, verb, actor, source, at)
+
+    @property
+    def activity(self) -> list[Event]:
+        """The activity feed's events, oldest first, whatever the activity_feed switch says."""
+        with self._lock:
+            return self._activity.events()
+
+    def _auto_archive(self) -> None:
+        """Archive, as nobody, every completed live run whose auto-archive time has come."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        for record in list(self._store.records(self._store.ordered_keys("exclude"))):
+            last = self._activity.last_activation(record.id) if record.completed_at else None
+            when = archived_at(self.auto_archive, record.completed_at, last, now)
+            if when is not None:
+                self._move(record.id, "archived", None, None, when)
 
     def add_runs(self, runs: Iterable[SandboxRun]) -> None:
         """Add runs; ValueError (and nothing added) if an id is already taken."""
@@ -286,7 +366,13 @@ class _Request:
     page_url: str
 
 
-_ME = {"id": 1, "email": "sandbox@example.com", "first_name": "Sandbox", "last_name": "User"}
+_ME = {
+    "id": TOKEN_USER.id,
+    "email": TOKEN_USER.email,
+    "first_name": TOKEN_USER.full_name.partition(" ")[0],
+    "last_name": TOKEN_USER.full_name.partition(" ")[2],
+    "full_name": TOKEN_USER.full_name,
+}
 
 
 def _normalize(raw_path: str) -> str:

@@ -57,6 +57,10 @@ class Behaviour:
     """False: the token's user is a light user, so archive and activate answer 403."""
     admin: bool = True
     """False: permanent delete answers 403."""
+    activity_feed: str = "on"
+    """GET /activity-feeds: "on", "forbidden" (403), "missing" (404) or "empty" (no entries)."""
+    auto_archive_clock: bool = False
+    """True: completed runs are archived, by nobody, once the org's auto-archive period passes."""
 
     def __post_init__(self) -> None:
         # A typo in a switch would otherwise silently fall back to some default branch.
@@ -68,6 +72,11 @@ class Behaviour:
         if self.missing_client_header not in (401, 404):
             problems.append(
                 f"missing_client_header must be 401 or 404, not {self.missing_client_header!r}"
+            )
+        if self.activity_feed not in ("on", "forbidden", "missing", "empty"):
+            problems.append(
+                'activity_feed must be "on", "forbidden", "missing" or "empty", '
+                f"not {self.activity_feed!r}"
             )
         if self.latency < 0 or self.rate_limit < 0:
             problems.append("latency and rate_limit cannot be negative")
@@ -93,6 +102,8 @@ class SandboxRun:
     started_at: str = DEFAULT_TIMESTAMP
     created_at: str = DEFAULT_TIMESTAMP
     last_updated: str = DEFAULT_TIMESTAMP
+    completed_at: str | None = None
+    """When a complete run completed; defaults to its last_updated."""
     tags: tuple[str, ...] = ()
     users: tuple[int, ...] = ()
     groups: tuple[str, ...] = ()
@@ -104,7 +115,7 @@ class SandboxRun:
         if not self.name:
             raise ValueError(f"run {self.id} has an empty name")
         # Normalizing here means the store and the JSON always show one timestamp format.
-        for label in ("started_at", "created_at", "last_updated", "archived_at"):
+        for label in ("started_at", "created_at", "last_updated", "archived_at", "completed_at"):
             value = getattr(self, label)
             if value is not None:
                 object.__setattr__(self, label, normalize_timestamp(value))

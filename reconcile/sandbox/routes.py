@@ -27,6 +27,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "delete": ("DELETE",),
     "me": ("GET", "HEAD"),
     "my_organizations": ("GET", "HEAD"),
+    "organization": ("GET", "HEAD"),
+    "activity": ("GET", "HEAD"),
 }
 NAME_MAX = 550
 _ARCHIVED_PUT = "Cannot update archived processes."
@@ -48,6 +50,10 @@ def match(path: str) -> Route | None:
         return Route("me")
     if parts == ["me", "organizations"]:
         return Route("my_organizations")
+    if len(parts) == 2 and parts[0] == "organizations" and parts[1]:
+        return Route("organization", parts[1])
+    if len(parts) == 3 and parts[0] == "organizations" and parts[2] == "activity-feeds":
+        return Route("activity", parts[1])
     if len(parts) < 3 or parts[0] != "organizations" or parts[2] != "runs" or not parts[1]:
         return None
     if len(parts) == 3:

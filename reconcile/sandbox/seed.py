@@ -10,6 +10,10 @@ id = "<32 hex>"
 name = "Client onboarding - ACME"
 status = "active"                           # optional
 archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
+completed_at = "2026-01-09T17:00:00.000Z"   # optional; a complete run defaults to last_updated
+
+`[org]` may also set `auto_archive` and `auto_archive_processes_after` (organization.py), and
+`[[activity]]` entries are out-of-band moves (activity.py).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 
 import tomli
 
+from reconcile.sandbox.activity import SeedMove, parse_seed_activity
 from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
+from reconcile.sandbox.organization import AUTO_ARCHIVE_OFF, AutoArchive, parse_seed_auto_archive
 
-_ORG_KEYS = frozenset({"id", "name", "token"})
-_TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated")
+_ORG_KEYS = frozenset({"id", "name", "token", "auto_archive", "auto_archive_processes_after"})
+_TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated", "completed_at")
 _STRINGS = ("status", "checklist_id")
 _RUN_KEYS = frozenset(
     {"id", "name", "owner_id", "tags", "users", "groups", *_TIMESTAMPS, *_STRINGS}
@@ -51,6 +57,8 @@ class Seed:
     org_name: str
     token: str
     runs: tuple[SandboxRun, ...]
+    auto_archive: AutoArchive = AUTO_ARCHIVE_OFF
+    activity: tuple[SeedMove, ...] = ()
 
 
 def load_seed(path: str | Path) -> Seed:
@@ -66,10 +74,11 @@ def load_seed(path: str | Path) -> Seed:
         raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
 
     problems: list[str] = []
-    for key in sorted(set(data) - {"org", "runs"}):
-        problems.append(f"unknown top-level key {key!r} (expected [org] and [[runs]])")
+    for key in sorted(set(data) - {"org", "runs", "activity"}):
+        problems.append(f"unknown top-level key {key!r} (expected [org], [[runs]], [[activity]])")
     org = data.get("org")
     org_id = org_name = token = ""
+    auto_archive = AUTO_ARCHIVE_OFF
     if not isinstance(org, dict):
         problems.append("missing [org] table with id, name and token")
     else:
@@ -80,6 +89,7 @@ def load_seed(path: str | Path) -> Seed:
             problems.append(f"[org] id: {org_id!r} is not 32 lowercase hex characters")
         org_name = _string(org, "name", "[org]", problems) or "Sandbox organization"
         token = _string(org, "token", "[org]", problems, required=True)
+        auto_archive = parse_seed_auto_archive(org, problems)
 
     raw_runs = data.get("runs", [])
     runs: list[SandboxRun] = []
@@ -93,9 +103,21 @@ def load_seed(path: str | Path) -> Seed:
     for run_id, count in Counter(run.id for run in runs).items():
         if count > 1:
             problems.append(f"run id {run_id} appears {count} times")
+    activity = parse_seed_activity(data.get("activity", []), problems)
+    seeded = {run.id for run in runs}
+    for move in activity:
+        if move.run_id not in seeded:
+            problems.append(f"[[activity]]: run {move.run_id} is not among the [[runs]]")
     if problems:
         raise SeedError(path, problems)
-    return Seed(org_id=org_id, org_name=org_name, token=token, runs=tuple(runs))
+    return Seed(
+        org_id=org_id,
+        org_name=org_name,
+        token=token,
+        runs=tuple(runs),
+        auto_archive=auto_archive,
+        activity=tuple(activity),
+    )
 
 
 def _run(table: dict[str, Any], where: str, problems: list[str]) -> SandboxRun | None:

@@ -37,6 +37,7 @@ class RunRecord:
     tags: tuple[str, ...]
     users: list[int]
     groups: list[str]
+    completed_at: str | None = None
     summary: str | None = None
     starred: bool = False
     is_public: bool = False
@@ -92,7 +93,7 @@ class RunRecord:
             "started_at": self.started_at,
             "last_updated": self.last_updated,
             "archived_at": self.archived_at,
-            "completed_at": self.last_updated if complete else None,
+            "completed_at": self.completed_at,
             "type": "procedure",
             "is_public": self.is_public,
             "users": list(self.users),
@@ -156,6 +157,9 @@ class RunStore:
                 tags=run.tags,
                 users=list(run.users),
                 groups=list(run.groups),
+                # Completion is a fact of the past: archiving or activating never changes it.
+                completed_at=run.completed_at
+                or (run.last_updated if run.status == "complete" else None),
             )
             self._next_increment += 1
             self._runs[run.id] = record

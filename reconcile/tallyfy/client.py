@@ -24,6 +24,7 @@ import orjson
 
 from reconcile import __version__
 from reconcile.config import Target, Token
+from reconcile.domain import ObservedRun
 from reconcile.errors import (
     ApiError,
     AuthError,
@@ -33,7 +34,7 @@ from reconcile.errors import (
 )
 from reconcile.tallyfy.listing import Listing, PageCallback, list_all
 from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Window, retry_after_seconds
-from reconcile.tallyfy.runs import InvalidBody, ObservedRun, Page, parse_page, parse_run
+from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
@@ -131,6 +132,11 @@ class TallyfyClient:
         path = self._runs_path(run_id) + "/activate"
         answer = await self._send("PUT", path, run_id=run_id)
         return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The decoded JSON answer to one GET of `path` (below the API URL, such as `me` or
+        `organizations/{org}`), with the retries and error mapping of every other request."""
+        return (await self._send("GET", path, params=params)).body
 
     async def list_page(self, page: int, query: Mapping[str, str] | None = None) -> Page:
         """One page of the run listing, `per_page` at the documented cap. `query` adds listing

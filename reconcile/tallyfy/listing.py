@@ -24,8 +24,9 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
+from reconcile.domain import ObservedRun
 from reconcile.errors import ApiError, BadResponseError
-from reconcile.tallyfy.runs import ObservedRun, Page
+from reconcile.tallyfy.runs import Page
 
 if TYPE_CHECKING:
     from reconcile.tallyfy.client import TallyfyClient

@@ -11,15 +11,14 @@ import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from reconcile.config import Fetch
+from reconcile.domain import DesiredRun, ObservedRun
 from reconcile.errors import UnknownRunsError
-from reconcile.state import DesiredRun
 from reconcile.tallyfy.client import TallyfyClient
 from reconcile.tallyfy.listing import Listing, Opened, moved, open_listing, read_listing
-from reconcile.tallyfy.runs import ObservedRun, Page
+from reconcile.tallyfy.runs import Page
 
-Fetch = Literal["auto", "get", "list"]
 Progress = Callable[[int, int], None]
 """Called with (requests answered, requests expected) as a read goes on."""
 FEW_RUNS = 3  # at or below this, single GETs cost no more than the two listings' first pages

@@ -6,35 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.state import ID_PATTERN, RunState
-
-
-@dataclass(frozen=True, slots=True)
-class Tag:
-    """A tag on a run, as listed with `with=tags`."""
-
-    id: str
-    title: str
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedRun:
-    """A run as the API reported it. `tags` is filled only when the request asked `with=tags`."""
-
-    run_id: str
-    name: str
-    status: str
-    archived_at: str | None
-    last_updated: str | None
-    checklist_id: str | None = None
-    owner_id: int | None = None
-    started_at: str | None = None
-    tags: tuple[Tag, ...] = ()
-
-    @property
-    def state(self) -> RunState:
-        """Archived-ness comes from `archived_at` alone: `status` is free text."""
-        return RunState.ARCHIVED if self.archived_at else RunState.ACTIVE
+from reconcile.domain import ID_PATTERN, ObservedRun, Tag
 
 
 @dataclass(frozen=True)
@@ -116,6 +88,7 @@ def _run(data: Any) -> ObservedRun:
         owner_id=owner_id if isinstance(owner_id, int) and not isinstance(owner_id, bool) else None,
         started_at=_text(data, "started_at"),
         tags=_tags(data.get("tags"), run_id),
+        completed_at=_text(data, "completed_at"),
     )
 
 

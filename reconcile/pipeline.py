@@ -1,0 +1,229 @@
+"""The library's entry points: what `reconcile validate`, `plan`, `apply` and `import` do, without
+printing. Each opens its input, resolves the settings (reconcile.config), reads the organization
+through one client, builds the plan with everything attached (the limits and the gates it trips,
+the baseline's labels, unmanaged runs, what is left of a saved plan), checks it (reconcile.safety)
+and carries it out. The CLI, the benchmark and the tests all call these.
+
+    from reconcile.config import Flags
+    from reconcile import pipeline
+
+    planned = pipeline.plan("state.toml", Flags(org_id="..."))
+    outcome = pipeline.apply("state.toml", Flags(org_id="..."), expected_checksum="...")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile.config import Flags, Settings, resolve
+from reconcile.domain import ObservedRun
+from reconcile.drift import add_unmanaged, label_changes, read_baseline
+from reconcile.errors import ConfigError
+from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
+from reconcile.plan import Plan, build_plan
+from reconcile.planfile import load_plan
+from reconcile.safety import (
+    check_before_writes,
+    check_target,
+    parse_checksum,
+    remaining,
+    tripped,
+)
+from reconcile.state import StateFile, TallyfySettings, load_state
+from reconcile.tallyfy import TallyfyClient, observe
+from reconcile.tallyfy.observe import Progress
+from reconcile.writer import destination
+
+Connect = Callable[[Settings], TallyfyClient]
+"""Makes the one API client of a command from its settings."""
+Hook = Callable[[Plan], None]
+
+
+def connect(settings: Settings) -> TallyfyClient:
+    """The API client the settings describe, over the network."""
+    return TallyfyClient(
+        settings.target,
+        settings.token,
+        parallelism=settings.pace.parallelism,
+        rate_limit=settings.pace.rate_limit,
+        timeout=settings.timeout,
+    )
+
+
+def validate(state_path: Path | str) -> StateFile:
+    """The state file, validated offline; StateFileError lists every problem."""
+    return load_state(state_path)
+
+
+def plan(
+    state_path: Path | str,
+    flags: Flags | None = None,
+    *,
+    baseline: Path | None = None,
+    baseline_ref: str | None = None,
+    show_unmanaged: bool = False,
+    environ: Mapping[str, str] | None = None,
+    connect: Connect = connect,
+    on_read: Progress | None = None,
+) -> Plan:
+    """The plan for a state file: read-only, sends only GET requests. `baseline` (a file) or
+    `baseline_ref` (a git revision of the same file) labels each change requested or drift;
+    `show_unmanaged` lists the organization's undeclared runs. `on_read` hears the read's
+    progress as (requests answered, requests expected)."""
+    environ = os.environ if environ is None else environ
+    path = Path(state_path)
+
+    async def run() -> Plan:
+        state = load_state(path)
+        settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
+        async with connect(settings) as client:
+            before = read_baseline(path, path=baseline, ref=baseline_ref, environ=environ)
+            planned = await _read_and_plan(client, state, settings, on_read)
+            if show_unmanaged:
+                planned = await add_unmanaged(client, planned)
+        return planned if before is None else label_changes(planned, before)
+
+    return asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did: the plan it carried out (what was left of it, for a saved plan) and
+    the report of its writes, None when the plan had no changes."""
+
+    plan: Plan
+    report: ApplyReport | None
+
+
+def apply(
+    state_path: Path | str,
+    flags: Flags | None = None,
+    *,
+    saved_plan: Path | None = None,
+    expected_checksum: str | None = None,
+    force: bool = False,
+    max_changes: int | None = None,
+    on_plan: Hook | None = None,
+    before_writes: Hook | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    stop: Interruption | None = None,
+    environ: Mapping[str, str] | None = None,
+    connect: Connect = connect,
+    on_read: Progress | None = None,
+) -> Applied:
+    """Plan (or take what is left of `saved_plan`, which then replaces the state file), check the
+    plan (reconcile.safety.check_before_writes), then archive and activate exactly the planned runs.
+
+    `on_plan` hears the plan before it is checked, `before_writes` after every check passed (also
+    for a plan without changes; raise to stop without writing), `on_result` each change as it
+    finishes. A set `stop` lets no new write start; while the writes run, SIGINT and SIGTERM set
+    it (see Interruption)."""
+    environ = os.environ if environ is None else environ
+    if saved_plan is not None and expected_checksum is not None:
+        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
+    if expected_checksum is not None:
+        expected_checksum = parse_checksum(expected_checksum)
+
+    async def run() -> Applied:
+        if saved_plan is None:
+            state = load_state(state_path)
+            settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
+        else:
+            saved = load_plan(saved_plan)
+            # The organization may come from the plan; the API URL never does, so that a plan
+            # file cannot send the token to another server.
+            file = TallyfySettings(org_id=saved.org_id)
+            settings = resolve(flags, environ=environ, tallyfy=file, safety=saved.limits)
+            check_target(saved, str(saved_plan), **_target(settings))
+        async with connect(settings) as client:
+            if saved_plan is None:
+                planned = await _read_and_plan(client, state, settings, on_read)
+            else:
+                planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
+            if on_plan is not None:
+                on_plan(planned)
+            check_before_writes(
+                planned, expected_checksum=expected_checksum, force=force, max_changes=max_changes
+            )
+            if before_writes is not None:
+                before_writes(planned)
+            if not planned.changes:
+                return Applied(planned, None)
+            return Applied(planned, await _write(client, planned, on_result, stop))
+
+    return asyncio.run(run())
+
+
+def import_runs(
+    output: Path,
+    selection: Selection,
+    mode: Mode = Mode.NEW,
+    flags: Flags | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    connect: Connect = connect,
+) -> Imported:
+    """Write the selected runs of the organization as a state file at `output` (or, with
+    Mode.MERGE, append the runs it does not declare). Read-only towards Tallyfy. The output is
+    checked before the first request."""
+    environ = os.environ if environ is None else environ
+    existing = existing_file(output, mode)
+    written = destination(output)
+    file = existing.tallyfy if existing is not None else None
+    settings = resolve(flags, environ=environ, tallyfy=file)
+
+    async def read() -> list[ObservedRun]:
+        async with connect(settings) as client:
+            return list(await select_runs(client, selection))
+
+    runs = asyncio.run(read())
+    imported = build_import(
+        output, runs, org_id=settings.target.org_id, selection=selection, existing=existing
+    )
+    if imported.written:
+        written.write_text(imported.text)
+    return imported
+
+
+def _target(settings: Settings) -> dict[str, str]:
+    return {"org_id": settings.target.org_id, "api_url": settings.target.api_url}
+
+
+async def _read_and_plan(
+    client: TallyfyClient, state: StateFile, settings: Settings, on_read: Progress | None
+) -> Plan:
+    # What is alive now (the state file, settings, modules) outlives the read: the cycle
+    # collector need not re-scan it while the answers of a large read arrive.
+    gc.freeze()
+    try:
+        observed = await observe(client, state.runs, settings.fetch, on_read)
+    finally:
+        gc.unfreeze()
+    planned = build_plan(state, observed, limits=settings.limits, **_target(settings))
+    return replace(planned, gates=tripped(planned))
+
+
+async def _what_is_left(
+    client: TallyfyClient, saved: Plan, path: str, settings: Settings, on_read: Progress | None
+) -> Plan:
+    now = await observe(client, [run.desired for run in saved.runs], settings.fetch, on_read)
+    left = remaining(replace(saved, limits=settings.limits), path, now)
+    return replace(left, gates=tripped(left))
+
+
+async def _write(
+    client: TallyfyClient,
+    planned: Plan,
+    on_result: Callable[[Result], None] | None,
+    stop: Interruption | None,
+) -> ApplyReport:
+    if stop is None:
+        return await apply_plan(client, planned, on_result=on_result)
+    with stop.on_signals():
+        return await apply_plan(client, planned, on_result=on_result, stop=stop)
