@@ -8,6 +8,7 @@ from typing import TextIO
 from reconcile.apply import ApplyReport, Result
 from reconcile.plan import Action, Change, Plan, Reason
 from reconcile.planfile import checksum
+from reconcile.render.sanitize import clean, quoted
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
@@ -22,7 +23,7 @@ def summary_line(plan: Plan) -> str:
     """`Plan: 2 to archive, 1 to activate, 7 unchanged.` or `No changes. 10 runs match FILE.`"""
     if not plan.changes:
         noun = "run matches" if plan.declared == 1 else "runs match"
-        return f"No changes. {plan.declared} {noun} {plan.state_file.path}."
+        return f"No changes. {plan.declared} {noun} {clean(plan.state_file.path)}."
     return (
         f"Plan: {plan.count(Action.ARCHIVE)} to archive, {plan.count(Action.ACTIVATE)} to "
         f"activate, {len(plan.unchanged)} unchanged."
@@ -32,11 +33,11 @@ def summary_line(plan: Plan) -> str:
 def change_line(change: Change, colour: bool) -> str:
     """One line a reviewer can read: action, run, current -> desired, workflow status, source."""
     action = _paint(f"{change.action.value:<8}", _ACTION_COLOUR[change.action], colour)
-    status = change.observed.status or "unknown"
+    status = clean(change.observed.status or "unknown")
     reason = "" if change.reason is None else f"  {change.reason.value}"
     return (
         f"  {action}  {change.run_id}  {change.current.value} -> {change.target.value}  "
-        f"(status: {status})  {change.name!r}  [{change.desired.source}]{reason}"
+        f"(status: {status})  {quoted(change.name)}  [{clean(str(change.desired.source))}]{reason}"
     )
 
 
@@ -44,9 +45,9 @@ def _baseline_lines(plan: Plan) -> list[str]:
     if plan.baseline is None or not plan.changes:
         return []
     return [
-        f"Against the baseline {plan.baseline}: {plan.count_reason(Reason.REQUESTED)} requested "
-        f"(the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run was moved "
-        "in Tallyfy while its declaration stayed the same; applying moves it back)."
+        f"Against the baseline {clean(plan.baseline)}: {plan.count_reason(Reason.REQUESTED)} "
+        f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run "
+        "was moved in Tallyfy while its declaration stayed the same; applying moves it back)."
     ]
 
 
@@ -54,15 +55,16 @@ def _unmanaged_lines(plan: Plan) -> list[str]:
     if plan.unmanaged is None:
         return []
     count = len(plan.unmanaged)
+    path = clean(plan.state_file.path)
     if not count:
-        return [f"No unmanaged runs: every run of the organization is in {plan.state_file.path}."]
+        return [f"No unmanaged runs: every run of the organization is in {path}."]
     noun = "run is" if count == 1 else "runs are"
     lines = [
-        f"Unmanaged: {count} {noun} in the organization but not in {plan.state_file.path}; "
+        f"Unmanaged: {count} {noun} in the organization but not in {path}; "
         "reconcile never touches them (`reconcile import --merge` adds them):"
     ]
     lines += [
-        f"  {run.run_id}  {run.state.value:<8}  {run.name!r}"
+        f"  {clean(run.run_id)}  {run.state.value:<8}  {quoted(run.name)}"
         for run in plan.unmanaged[:UNMANAGED_SHOWN]
     ]
     if count > UNMANAGED_SHOWN:
@@ -76,11 +78,11 @@ def render_plan(
     """The plan: header, one line per change, warnings (outdated labels, safety gates), drift
     and unmanaged runs when asked for, checksum, summary."""
     stream.write(
-        f"Organization {plan.org_id} at {plan.api_url}; "
-        f"{plan.declared} runs declared in {plan.state_file.path}.\n"
+        f"Organization {clean(plan.org_id)} at {clean(plan.api_url)}; "
+        f"{plan.declared} runs declared in {clean(plan.state_file.path)}.\n"
     )
-    notes = [f"Warning: {warning}." for warning in plan.warnings]
-    notes += [f"Warning: apply would refuse: {warning}" for warning in warnings]
+    notes = [f"Warning: {clean(warning)}." for warning in plan.warnings]
+    notes += [f"Warning: apply would refuse: {clean(warning)}" for warning in warnings]
     sections = [
         [change_line(change, colour) for change in plan.changes],
         [_paint(note, "yellow", colour) for note in notes],
@@ -102,10 +104,10 @@ def render_result(result: Result, stream: TextIO, *, colour: bool = False) -> No
     change = result.change
     if result.ok:
         mark = _paint("ok    ", "green", colour)
-        stream.write(f"  {mark}  {change.run_id}  {result.detail}  {change.name!r}\n")
+        stream.write(f"  {mark}  {change.run_id}  {clean(result.detail)}  {quoted(change.name)}\n")
     else:
         mark = _paint("FAILED", "red", colour)
-        stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {result.detail}\n")
+        stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {clean(result.detail)}\n")
 
 
 def apply_summary_line(report: ApplyReport) -> str:
@@ -128,7 +130,8 @@ def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False)
     stream.write("\n" + _paint(line, "red" if alarming else "bold", colour) + "\n")
     for result in report.failed:
         stream.write(
-            f"  failed: {result.change.run_id} ({result.change.action.value}): {result.detail}\n"
+            f"  failed: {result.change.run_id} ({result.change.action.value}): "
+            f"{clean(result.detail)}\n"
         )
     for result in report.not_started:
         stream.write(f"  not started: {result.change.run_id} ({result.change.action.value})\n")
