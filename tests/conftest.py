@@ -26,7 +26,7 @@ from reconcile.pipeline import Connect
 from reconcile.sandbox import LoggedRequest, Sandbox, SandboxResponse, SandboxRun, serve
 from reconcile.sandbox.seed import load_seed
 from reconcile.tallyfy import TallyfyClient
-from reconcile.tallyfy.pacing import Clock
+from reconcile.tallyfy.pacing import Clock as PacerClock
 
 pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
 
@@ -68,8 +68,8 @@ class SimulatedTime:
         await future
 
     @property
-    def clock(self) -> Clock:
-        return Clock(now=self.now, sleep=self.sleep, wall=self.now)
+    def clock(self) -> PacerClock:
+        return PacerClock(now=self.now, sleep=self.sleep, wall=self.now)
 
     async def run(self, work: Awaitable[T]) -> T:
         task = asyncio.ensure_future(work)
