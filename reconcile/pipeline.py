@@ -52,6 +52,7 @@ def connect(settings: Settings) -> TallyfyClient:
         settings.token,
         parallelism=settings.pace.parallelism,
         rate_limit=settings.pace.rate_limit,
+        rate_limits=settings.pace.windows,
         timeout=settings.timeout,
     )
 

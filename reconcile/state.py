@@ -18,10 +18,11 @@ import tomli
 
 from reconcile.domain import ID_PATTERN, DesiredRun, RunState, Source
 from reconcile.errors import Problem, StateFileError
+from reconcile.ratelimit import Window, parse_window
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
-TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit")
+TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit", "rate_limits")
 SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs")
 MAX_PARALLELISM = 64
 _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
@@ -42,6 +43,8 @@ class TallyfySettings:
     api_url: str | None = None
     parallelism: int | None = None
     rate_limit: int | None = None
+    rate_limits: tuple[Window, ...] | None = None
+    """More windows of our own, such as `["12/5s:GET", "140/10s"]`."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +180,12 @@ def _tallyfy_settings(
 ) -> TallyfySettings:
     values: dict[str, str] = {}
     numbers: dict[str, int] = {}
+    windows: tuple[Window, ...] | None = None
     for key, value in _settings_table(document, "tallyfy", TALLYFY_KEYS, shown, locator, problems):
         line = locator.line("tallyfy", key)
-        if key in _WHOLE_NUMBER_KEYS:
+        if key == "rate_limits":
+            windows = _windows(value, Problem(shown, line, "tallyfy.rate_limits", ""), problems)
+        elif key in _WHOLE_NUMBER_KEYS:
             low, high = _WHOLE_NUMBER_KEYS[key]
             if _whole_number_between(value, low, high):
                 numbers[key] = value
@@ -199,7 +205,22 @@ def _tallyfy_settings(
         api_url=values.get("api_url"),
         parallelism=numbers.get("parallelism"),
         rate_limit=numbers.get("rate_limit"),
+        rate_limits=windows,
     )
+
+
+def _windows(value: object, where: Problem, problems: list[Problem]) -> tuple[Window, ...] | None:
+    """`rate_limits`: an array of windows such as "12/5s:GET"; each bad one is a problem."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.append(replace(where, message='must be an array of strings like "140/10s"'))
+        return None
+    windows = []
+    for item in value:
+        try:
+            windows.append(parse_window(item))
+        except ValueError as exc:
+            problems.append(replace(where, message=str(exc)))
+    return tuple(windows)
 
 
 def _settings_table(

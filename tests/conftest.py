@@ -131,6 +131,7 @@ def sandbox_connect(sandbox: Sandbox, **options: Any) -> Connect:
             transport=sandbox.transport(),
             parallelism=settings.pace.parallelism,
             rate_limit=settings.pace.rate_limit,
+            rate_limits=settings.pace.windows,
             timeout=settings.timeout,
             **options,
         )

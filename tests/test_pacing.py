@@ -13,13 +13,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
-from reconcile.config import Target, Token
+from reconcile import pipeline
+from reconcile.cli import cli
+from reconcile.config import TOKEN_ENV, Flags, Pace, Settings, Target, Token, resolve_pace
+from reconcile.errors import StateFileError
+from reconcile.ratelimit import Window, parse_window
 from reconcile.sandbox import Sandbox, SandboxRun
-from reconcile.state import load_state
+from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.pacing import Pacer, Window, parse_window
-from tests.conftest import ORG, TOKEN, SimulatedTime, write_state
+from reconcile.tallyfy.pacing import Pacer
+from tests.conftest import (
+    DEMO_IDS,
+    ORG,
+    TOKEN,
+    SimulatedTime,
+    sandbox_connect,
+    write_state,
+)
 
 LATENCY = 0.1
 FAQ = (Window(12, 5.0, "GET"), Window(140, 10.0))
@@ -273,3 +285,58 @@ def test_a_per_minute_organization_limit_is_learned_too(
     assert server.statuses.count(429) <= reader.parallelism
     assert took <= 1.3 * bound(250, limits)
     assert most_in_any([t for _, t in server.arrivals], 60.0) <= 100
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_windows_come_from_the_flags_else_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.toml"
+    path.write_text(
+        f'[tallyfy]\nrate_limit = 0\nrate_limits = ["140/10s", "12/5s:GET"]\n\n[runs]\n'
+        f'{"0" * 32} = "active"\n',
+        encoding="utf-8",
+    )
+    state = load_state(path)
+    assert state.tallyfy.rate_limits == FAQ[::-1]
+    in_file = resolve_pace(parallelism_flag=None, rate_limit_flag=None, settings=state.tallyfy)
+    assert in_file == Pace(parallelism=8, rate_limit=0, windows=FAQ[::-1])
+    flagged = resolve_pace(
+        parallelism_flag=None,
+        rate_limit_flag=None,
+        settings=state.tallyfy,
+        windows_flag=(Window(100, 60.0),),
+    )
+    assert flagged.windows == (Window(100, 60.0),)
+    assert resolve_pace(
+        parallelism_flag=None, rate_limit_flag=None, settings=TallyfySettings()
+    ) == Pace(parallelism=8, rate_limit=600, windows=())
+
+
+def test_a_bad_window_in_the_state_file_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "state.toml"
+    path.write_text(
+        f'[tallyfy]\nrate_limits = ["140/10s", "12 per 5s"]\n\n[runs]\n{"0" * 32} = "active"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(StateFileError) as caught:
+        load_state(path)
+    assert f"{path}:2: [tallyfy.rate_limits] '12 per 5s' is not a rate limit" in str(caught.value)
+
+
+def test_rate_window_flags_reach_the_client(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`plan --rate-window` twice: both windows are the client's, besides the default 600."""
+    seen: list[tuple[Window, ...]] = []
+
+    def connect(settings: Settings) -> TallyfyClient:
+        client = sandbox_connect(sandbox)(settings)
+        seen.append(client.pacer.windows)
+        return client
+
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    flags = Flags(org_id=ORG, api_url="https://sandbox.test/api", rate_window=FAQ)
+    pipeline.plan(path, flags, environ={TOKEN_ENV: TOKEN}, connect=connect)
+    assert seen == [(Window(600, 60.0), *FAQ)]
+    result = CliRunner().invoke(cli, ["plan", str(path), "--rate-window", "12 a second"])
+    assert result.exit_code == 1  # a bad flag value is a usage error (see the exit codes)
+    assert "Invalid value for '--rate-window': '12 a second' is not a rate limit" in result.output

@@ -32,8 +32,9 @@ from reconcile.errors import (
     NotFoundError,
     RateLimitError,
 )
+from reconcile.ratelimit import Window
 from reconcile.tallyfy.listing import Listing, PageCallback, list_all
-from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Window, retry_after_seconds
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, retry_after_seconds
 from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
