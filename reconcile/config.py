@@ -222,6 +222,7 @@ def resolve(
         max_archive_percent=_first_number(flags.max_archive_percent, safety.max_archive_percent),
         max_activate_percent=_first_number(flags.max_activate_percent, safety.max_activate_percent),
         min_runs=_first(flags.gate_min_runs, safety.min_runs),
+        gone=safety.gone,
     )
     return Settings(target, token, pace, flags.timeout, flags.fetch, limits)
 

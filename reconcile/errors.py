@@ -109,8 +109,8 @@ class UnknownRunsError(ReconcileError):
         listed = "\n".join(f"  {loc}: {rid}" for rid, loc in zip(run_ids, locations, strict=True))
         super().__init__(
             f"{len(run_ids)} declared run(s) do not exist in organization {org_id}, neither active "
-            f"nor archived (checked with GET and the archived listing). Remove them from the state "
-            f"file or fix the ID; nothing was written:\n{listed}"
+            f"nor archived (checked with GET and both listings, each read whole). Remove them from "
+            f"the state file or fix the ID; nothing was written:\n{listed}"
         )
 
 

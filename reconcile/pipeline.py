@@ -30,6 +30,7 @@ from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
 from reconcile.safety import (
     check_before_writes,
+    check_gone,
     check_target,
     parse_checksum,
     remaining,
@@ -37,7 +38,7 @@ from reconcile.safety import (
 )
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.observe import Progress
+from reconcile.tallyfy.observe import Progress, read_state
 from reconcile.writer import destination
 
 Connect = Callable[[Settings], TallyfyClient]
@@ -203,10 +204,13 @@ async def _read_and_plan(
     # collector need not re-scan it while the answers of a large read arrive.
     gc.freeze()
     try:
-        observed = await observe(client, state.runs, settings.fetch, on_read)
+        seen = await read_state(client, state.runs, settings.fetch, on_read)
     finally:
         gc.unfreeze()
-    planned = build_plan(state, observed, limits=settings.limits, **_target(settings))
+    check_gone(seen.gone, settings.limits, client.target.org_id)
+    planned = build_plan(
+        state, seen.runs, limits=settings.limits, gone=seen.gone, **_target(settings)
+    )
     return replace(planned, gates=tripped(planned))
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import tomli
 
@@ -23,13 +23,14 @@ from reconcile.ratelimit import Window, parse_window
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
 TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit", "rate_limits")
-SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs")
+SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs", "gone")
 MAX_PARALLELISM = 64
 _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
     "parallelism": (1, MAX_PARALLELISM),
     "rate_limit": (0, None),
 }
 LONG_FORM_KEYS = ("state", "name")
+Gone = Literal["warn", "error"]
 
 
 _STATES = {state.value: state for state in RunState}
@@ -57,6 +58,9 @@ class SafetySettings:
     max_archive_percent: float = 30.0
     max_activate_percent: float = 30.0
     min_runs: int = 10
+    gone: Gone = "warn"
+    """A run declared archived that the organization no longer has: a warning, or an error. A run
+    declared active that is gone is always an error."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +263,13 @@ def _safety_settings(
     for key, value in _settings_table(document, "safety", SAFETY_KEYS, shown, locator, problems):
         line = locator.line("safety", key)
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if key == "min_runs" and not _whole_number_between(value, 0, None):
+        if key == "gone":
+            if value in ("warn", "error"):
+                values[key] = value
+            else:
+                message = f'must be "warn" or "error" (got {value!r})'
+                problems.append(Problem(shown, line, f"safety.{key}", message))
+        elif key == "min_runs" and not _whole_number_between(value, 0, None):
             message = f"must be a whole number of runs, 0 or more (got {value!r})"
             problems.append(Problem(shown, line, f"safety.{key}", message))
         elif not (number and 0 <= value <= 100):

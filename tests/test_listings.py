@@ -6,27 +6,34 @@ read, runs that are gone, no-op writes answered 400 or 409, `%20` and `X-Request
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
+from reconcile import pipeline
 from reconcile.apply import apply_plan
-from reconcile.config import Target, Token
+from reconcile.config import TOKEN_ENV, Flags, Target, Token
 from reconcile.domain import RunState
 from reconcile.errors import ApiError, UnknownRunsError
 from reconcile.importer import list_org_runs
 from reconcile.plan import build_plan
+from reconcile.render import render_plan_json, render_plan_markdown
+from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.listing import MAX_RUNS, ListingError
 from reconcile.tallyfy.observe import read_state
-from tests.conftest import ORG, TOKEN, write_state
+from tests.conftest import DEMO_IDS, ORG, TOKEN, sandbox_connect, write_state
 
 API = "https://listings.test/api"
 ARCHIVED_AT = "2026-01-10T09:00:00.000Z"
@@ -402,3 +409,28 @@ def test_errors_name_the_request_and_its_request_id(sent: str | None, shown: str
     request = f"(request: DELETE /organizations/{ORG}/runs/{run_id(5)}, HTTP 404"
     assert request + (f", X-Request-Id {shown})" if shown else ")") in message
     assert "\u001b" not in message
+
+
+def test_a_gone_archived_run_is_in_every_output(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Through the library pipeline: the plan succeeds, the gone run is in its warnings, in the
+    JSON `gone` list (valid against the schema) and in the Markdown, and it is not planned."""
+    unknown = "e" * 32
+    path = write_state(
+        tmp_path / "state.toml",
+        {DEMO_IDS[0]: "active", unknown: "archived", DEMO_IDS[1]: "archived"},
+    )
+    flags = Flags(org_id=ORG, api_url="https://sandbox.test/api")
+    plan = pipeline.plan(path, flags, environ={TOKEN_ENV: TOKEN}, connect=sandbox_connect(sandbox))
+    assert [run.run_id for run in plan.gone] == [unknown]
+    assert [change.run_id for change in plan.changes] == [DEMO_IDS[1]]
+    assert unknown not in {run.run_id for run in plan.runs}
+    assert any(f"{path}:3: run {unknown} is declared archived" in w for w in plan.warnings)
+    rendered = io.StringIO()
+    render_plan_json(plan, rendered)
+    document = json.loads(rendered.getvalue())
+    schema = files("reconcile").joinpath("schema/plan.schema.json").read_text()
+    Draft202012Validator(json.loads(schema)).validate(document)
+    assert document["gone"] == [{"run_id": unknown, "declared": "archived", "source": f"{path}:3"}]
+    markdown = io.StringIO()
+    render_plan_markdown(plan, markdown)
+    assert f"run {unknown} is declared archived" in markdown.getvalue()
