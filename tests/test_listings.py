@@ -434,3 +434,21 @@ def test_a_gone_archived_run_is_in_every_output(sandbox: Sandbox, tmp_path: Path
     markdown = io.StringIO()
     render_plan_markdown(plan, markdown)
     assert f"run {unknown} is declared archived" in markdown.getvalue()
+
+
+def test_import_reads_a_run_that_moved_while_it_was_listed_again() -> None:
+    server = Server(org(active=5, archived=2))
+    moving = run_id(0)
+
+    def archive_once(query: dict[str, str]) -> None:
+        if "archived" in query or "status" in query:
+            server.archived[moving] = True
+
+    server.on_list = archive_once
+
+    async def read() -> dict[str, RunState]:
+        async with server.client(parallelism=1) as client:
+            return {run.run_id: run.state for run in await list_org_runs(client)}
+
+    assert run_async(read()) == truth(server)
+    assert f"GET /api/organizations/{ORG}/runs/{moving}" in server.seen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconcile.config import Fetch
@@ -180,15 +180,27 @@ async def _read_both(
         read_listing(client, archived, on_page=tally.tick),
     )
     runs, contradicted = moved(active_runs, archived_runs)
-    for run_id in sorted(contradicted):
-        tally.expect(1)
+    tally.expect(len(contradicted))
+    await read_again(client, runs, contradicted, tally.tick)
+    return runs, contradicted
+
+
+async def read_again(
+    client: TallyfyClient,
+    runs: dict[str, ObservedRun],
+    run_ids: Iterable[str],
+    on_read: Callable[[], None] | None = None,
+) -> None:
+    """Replace each of `run_ids` in `runs` with a fresh read, or drop it if it is gone now: the
+    runs seen in both listings, whose listed copies are stale."""
+    for run_id in sorted(run_ids):
         now = await reread(client, run_id)
-        tally.tick()
+        if on_read is not None:
+            on_read()
         if now is None:
             del runs[run_id]
         else:
             runs[run_id] = now
-    return runs, contradicted
 
 
 async def reread(client: TallyfyClient, run_id: str) -> ObservedRun | None:
