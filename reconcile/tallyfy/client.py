@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
-import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,21 +20,22 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
-import orjson
 
 from reconcile import __version__
 from reconcile.config import Target, Token
 from reconcile.domain import ObservedRun
-from reconcile.errors import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    NotFoundError,
-    RateLimitError,
-)
+from reconcile.errors import ApiError, BadResponseError, ConfigError, NotFoundError
 from reconcile.ratelimit import Window
+from reconcile.tallyfy.answers import (
+    Answer,
+    AnswerTooLarge,
+    Asked,
+    BoundedBody,
+    UnreadableEncoding,
+)
 from reconcile.tallyfy.listing import Listing, PageCallback, list_all
-from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, retry_after_seconds
+from reconcile.tallyfy.network import proxy_for
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Turn, retry_after_seconds
 from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
@@ -43,7 +44,8 @@ Archived = Literal["only"]
 T = TypeVar("T")
 READ_METHODS = frozenset({"GET", "HEAD"})
 PAGE_SIZE = 100  # the documented cap for per_page
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+EXPECTED_STATUS = 200
+"""The only status the API documents for a read, an archive or an activation that worked."""
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,25 @@ class TallyfyClient:
         self.parallelism = parallelism
         self._token = token
         self._retry = retry
-        limits = [Window(rate_limit, 60.0)] if rate_limit else []
-        self.pacer = Pacer(parallelism=parallelism, limits=[*limits, *rate_limits], clock=clock)
+        minute = [Window(rate_limit, 60.0)] if rate_limit else []
+        self.pacer = Pacer(parallelism=parallelism, limits=[*minute, *rate_limits], clock=clock)
         self.requests_sent = 0
+        self._timeout = timeout
         self._origin = _origin(target.api_url)
         self._base = httpx.URL(target.api_url + "/")
+        limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or _network_transport(target.api_url, limits),
+            # The environment's proxies are chosen by network.proxy_for, not by httpx, which
+            # would send a plain-http request with the token through a forwarding proxy.
+            trust_env=False,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            limits=limits,
             headers={
                 "Authorization": f"Bearer {token.value}",
                 "Accept": "application/json",
+                # Only gzip, which BoundedBody decompresses with a bound on what it grows to.
+                "Accept-Encoding": "gzip",
                 "X-Tallyfy-Client": "APIClient",
                 "User-Agent": f"reconcile/{__version__}",
             },
@@ -117,22 +126,23 @@ class TallyfyClient:
     async def get_run(self, run_id: str) -> ObservedRun | None:
         """The run, or None when the API answers 404 (unknown, or archived on some servers)."""
         try:
-            answer = await self._send("GET", self._runs_path(run_id), run_id=run_id)
+            reply = await self._send("GET", self._runs_path(run_id), run_id=run_id)
         except NotFoundError:
             return None
-        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
-    async def archive(self, run_id: str) -> ObservedRun:
-        """Archive (soft-delete) a run: DELETE /runs/{id}."""
+    async def archive(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
+        """Archive (soft-delete) a run: DELETE /runs/{id}. Once `stop` is set the write is no
+        longer sent, even after a 429 (WriteCancelled); a write already sent is finished."""
         path = self._runs_path(run_id)
-        answer = await self._send("DELETE", path, run_id=run_id)
-        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
+        reply = await self._send("DELETE", path, run_id=run_id, stop=stop)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
-    async def activate(self, run_id: str) -> ObservedRun:
-        """Restore an archived run: PUT /runs/{id}/activate."""
+    async def activate(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
+        """Restore an archived run: PUT /runs/{id}/activate. `stop` as for `archive`."""
         path = self._runs_path(run_id) + "/activate"
-        answer = await self._send("PUT", path, run_id=run_id)
-        return self._parse(answer, lambda body: parse_run(body, run_id), run_id)
+        reply = await self._send("PUT", path, run_id=run_id, stop=stop)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """The decoded JSON answer to one GET of `path` (below the API URL, such as `me` or
@@ -143,8 +153,8 @@ class TallyfyClient:
         """One page of the run listing, `per_page` at the documented cap. `query` adds listing
         parameters such as `archived`, `checklist_id` or `with`."""
         params: dict[str, str] = {**(query or {}), "page": str(page), "per_page": str(PAGE_SIZE)}
-        answer = await self._send("GET", self._runs_path(), params=params)
-        return self._parse(answer, parse_page, None)
+        reply = await self._send("GET", self._runs_path(), params=params)
+        return self._parse(reply, parse_page)
 
     async def list_runs(
         self,
@@ -166,19 +176,17 @@ class TallyfyClient:
                 method="GET",
                 path=self._runs_path(),
             )
-        answer = await self._send("GET", url)
-        return self._parse(answer, parse_page, None)
+        reply = await self._send("GET", url)
+        return self._parse(reply, parse_page)
 
-    def _parse(self, answer: _Answer, parse: Callable[[Any], T], run_id: str | None) -> T:
+    def _parse(self, reply: _Reply, parse: Callable[[Any], T]) -> T:
         try:
-            return parse(answer.body)
+            return parse(reply.body)
         except InvalidBody as exc:
             raise BadResponseError(
                 f"The API's answer does not look like Tallyfy's documented response: {exc}.",
-                method=answer.method,
-                path=answer.shown,
-                run_id=run_id,
-                request_id=answer.request_id,
+                request_id=reply.request_id,
+                **reply.asked.where,
             ) from None
 
     async def _send(
@@ -188,23 +196,25 @@ class TallyfyClient:
         *,
         params: Mapping[str, str] | None = None,
         run_id: str | None = None,
-    ) -> _Answer:
-        """Send one logical request, retrying as RetryPolicy allows; the answer's JSON body."""
+        stop: asyncio.Event | None = None,
+    ) -> _Reply:
+        """Send one logical request, retrying as RetryPolicy allows; its JSON body. Once `stop`
+        is set no attempt of it is sent any more (see Pacer.turn)."""
         url = self._url(path, params)
-        # What error messages name: the path below the API URL with its query, or a whole link's.
+        # What messages name: the path below the API URL with its query, or a whole link's.
         raw = url.raw_path.decode("ascii")
         shown = raw if "://" in path else "/" + raw.removeprefix(self._base.raw_path.decode())
+        asked = Asked(method, shown, run_id, self._token.value)
         started = time.monotonic()
         # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
         # said when to come back), so rate-limited work only gives up at the deadline.
         attempt = 0
         while True:
             try:
-                async with self.pacer.turn(method) as turn:
+                async with self.pacer.turn(method, stop) as turn:
                     self.requests_sent += 1
-                    response = await self._http.request(method, url)
-                    turn.heard(response.status_code, response.headers)
-            except httpx.TransportError as exc:
+                    answer = await self._exchange(method, url, turn)
+            except (httpx.TransportError, TimeoutError) as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
                 untrusted = _certificate_error(exc)
                 if untrusted is not None:
@@ -212,25 +222,28 @@ class TallyfyClient:
                         f"The API's TLS certificate was not accepted ({untrusted}). Verification "
                         "is always on; if your network re-signs TLS with its own certificate "
                         "authority, point SSL_CERT_FILE at a CA bundle that includes it.",
-                        method=method,
-                        path=shown,
-                        run_id=run_id,
+                        **asked.where,
                     ) from None
                 attempt += 1
                 if method in READ_METHODS and self._may_retry(attempt, started):
                     await asyncio.sleep(self._backoff(attempt))
                     continue
-                raise ApiError(
-                    f"No answer from the API ({type(exc).__name__}: {exc or 'connection failed'})"
-                    + (f" for run {run_id}." if run_id else "."),
-                    method=method,
-                    path=shown,
-                    run_id=run_id,
+                reason = (
+                    f"the whole answer did not arrive within the timeout of {self._timeout:g} s"
+                    if isinstance(exc, TimeoutError)
+                    else f"{type(exc).__name__}: {exc or 'connection failed'}"
+                )
+                message = f"No answer from the API ({reason}){asked.ending}"
+                raise ApiError(message, **asked.where) from None
+            except (AnswerTooLarge, UnreadableEncoding) as exc:
+                log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                raise BadResponseError(
+                    f"The API's answer was not read to its end: {exc}{asked.ending}", **asked.where
                 ) from None
-            log.debug("%s %s -> %s", method, shown, response.status_code)
-            status = response.status_code
+            log.debug("%s %s -> %s", method, shown, answer.status)
+            status = answer.status
             if status == 429:
-                delay = self._retry_after(response)
+                delay = self._retry_after(answer)
                 self.pacer.pause(delay)
                 if self._may_retry(attempt, started, delay):
                     continue
@@ -240,12 +253,31 @@ class TallyfyClient:
                     await asyncio.sleep(self._backoff(attempt))
                     continue
             if status >= 400:
-                raise self._error(response, method, shown, run_id)
+                raise answer.error(asked, self.target.org_id)
+            if status != EXPECTED_STATUS:
+                raise answer.unexpected(asked)
             # The turn just ended may have woken a request waiting for it: let that one go out
             # before this answer is decoded, rather than leave its connection idle meanwhile.
             await asyncio.sleep(0)
-            body = self._json(response, method, shown, run_id)
-            return _Answer(body, method, shown, _request_id(response))
+            return _Reply(answer.json(asked), asked, answer.request_id)
+
+    async def _exchange(self, method: str, url: httpx.URL, turn: Turn) -> Answer:
+        """One attempt: the request and its whole answer, which must arrive within the timeout
+        (httpx's own timeouts only bound each wait for the next bytes, so an answer trickling a
+        byte at a time would never end) and stay within BoundedBody's bound."""
+        async with asyncio.timeout(self._timeout):
+            async with self._http.stream(method, url) as response:
+                turn.heard(response.status_code, response.headers)
+                if response.is_stream_consumed:
+                    # Built whole in this process (an injected MockTransport): httpx has
+                    # already decoded it, and only the bound is left to check.
+                    body = BoundedBody(None)
+                    body.feed(response.content)
+                else:
+                    body = BoundedBody(response.headers.get("Content-Encoding"))
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
+                return Answer(response.status_code, response.headers, body.content())
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> httpx.URL:
         """The absolute URL of `path` (below the API URL, or absolute) with `params`, parsed once
@@ -265,101 +297,41 @@ class TallyfyClient:
         delay = min(self._retry.backoff_cap, self._retry.backoff_base * 2.0 ** (attempt - 1))
         return delay * random.uniform(0.8, 1.2)
 
-    def _retry_after(self, response: httpx.Response) -> float:
-        seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+    def _retry_after(self, answer: Answer) -> float:
+        seconds = retry_after_seconds(answer.headers.get("Retry-After"), time.time())
         if seconds is None:
             seconds = self._retry.backoff_base
         return min(seconds, self._retry.max_retry_after)
 
-    def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
-        try:
-            return orjson.loads(response.content)
-        except ValueError:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise BadResponseError(
-                f"The API answered HTTP {response.status_code} with a body that is not JSON "
-                f"({kind}: {self._snippet(response)!r})"
-                + (f" for run {run_id}." if run_id else "."),
-                method=method,
-                path=path,
-                status=response.status_code,
-                run_id=run_id,
-                request_id=_request_id(response),
-            ) from None
-
-    def _error(
-        self, response: httpx.Response, method: str, path: str, run_id: str | None
-    ) -> ApiError:
-        status = response.status_code
-        api_message = self._api_message(response)
-        subject = f"run {run_id}" if run_id else f"organization {self.target.org_id}"
-        kwargs: dict[str, Any] = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "run_id": run_id,
-            "api_message": api_message,
-            "request_id": _request_id(response),
-        }
-        if status == 401:
-            return AuthError(
-                "The API refused the access token. Personal access tokens expire after 6 months "
-                "and stop working when their user logs out of the web app; create a new one under "
-                "Settings > Integrations > REST API and set TALLYFY_ACCESS_TOKEN.",
-                **kwargs,
-            )
-        if status == 403:
-            return AuthError(
-                f"The token's user lacks permission for {subject}. Archiving and activating need "
-                "a member or administrator (light users cannot archive), and an application token "
-                "works only for the organization it was issued for.",
-                **kwargs,
-            )
-        if status == 404:
-            return NotFoundError(f"The API does not know {subject}.", **kwargs)
-        if status == 429:
-            return RateLimitError(
-                "The API kept answering 429 (rate limited) past the retry deadline; try again "
-                "later or lower --rate-limit.",
-                **kwargs,
-            )
-        return ApiError(f"The API refused the request for {subject}.", **kwargs)
-
-    def _api_message(self, response: httpx.Response) -> str | None:
-        try:
-            body = orjson.loads(response.content)
-        except ValueError:
-            return self._snippet(response) or None
-        if isinstance(body, dict):
-            message = body.get("message")
-            if isinstance(body.get("error"), dict):
-                message = body["error"].get("message")
-            if isinstance(message, str):
-                return self._redact(message)
-        return None
-
-    def _snippet(self, response: httpx.Response) -> str:
-        text = " ".join(response.text[:120].split())
-        return self._redact(text)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token.value, "***")
-
 
 @dataclass(frozen=True)
-class _Answer:
+class _Reply:
     """A decoded answer and the request it answered, for the errors its parsing may raise."""
 
     body: Any
-    method: str
-    shown: str
+    asked: Asked
     request_id: str | None
 
 
-def _request_id(response: httpx.Response) -> str | None:
-    """`X-Request-Id`, for error messages, when it looks like an identifier (it is shown as is)."""
-    value = response.headers.get("X-Request-Id", "")
-    return value if _REQUEST_ID.fullmatch(value) else None
+def _network_transport(api_url: str, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """The transport to the real API: through the proxy network.proxy_for allows, if any, with
+    TLS verified against certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set."""
+    proxy = proxy_for(api_url, os.environ)
+    try:
+        # trust_env here only lets httpx read SSL_CERT_FILE and SSL_CERT_DIR.
+        return httpx.AsyncHTTPTransport(
+            limits=limits, proxy=proxy.url if proxy else None, trust_env=True
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "Cannot load the CA certificates that SSL_CERT_FILE or SSL_CERT_DIR points at "
+            f"({exc.strerror or exc}); point it at a readable PEM bundle or unset it."
+        ) from None
+    except (httpx.InvalidURL, ValueError):
+        # httpx's message would quote the URL, password included.
+        raise ConfigError(
+            f"The proxy {proxy} is not a URL httpx can use; check its host name."
+        ) from None
 
 
 def _certificate_error(exc: BaseException) -> str | None:

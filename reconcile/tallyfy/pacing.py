@@ -21,6 +21,7 @@ The Pacer keeps every window it was given and adds the ones it learns:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter, deque
@@ -28,8 +29,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
+from reconcile.errors import WriteCancelled
 from reconcile.ratelimit import Window
+
+T = TypeVar("T")
 
 HISTORY = 20_000
 """Answers remembered for learning windows from 429s: bounded, so a long command stays small."""
@@ -145,10 +150,17 @@ class Pacer:
         return tuple(track.window for track in (*self._tracks, *self._learned.values()))
 
     @asynccontextmanager
-    async def turn(self, method: str = "GET") -> AsyncIterator[Turn]:
-        """Wait until a request may be sent, and hold its place until its answer has arrived."""
-        async with self._slots:
-            await self._wait_for_room(method)
+    async def turn(
+        self, method: str = "GET", stop: asyncio.Event | None = None
+    ) -> AsyncIterator[Turn]:
+        """Wait until a request may be sent, and hold its place until its answer has arrived.
+        If `stop` is set before the request may go, the wait ends at once with WriteCancelled:
+        a write waiting out a 429 pause or a window is never sent after an interruption."""
+        await _unless(stop, self._slots.acquire())
+        try:
+            await _unless(stop, self._wait_for_room(method))
+            if stop is not None and stop.is_set():
+                raise WriteCancelled()
             turn = Turn(self, self._next_seq, method, self._clock.now())
             self._next_seq += 1
             self._flying[method] += 1
@@ -166,6 +178,8 @@ class Pacer:
                 self._study()
                 heard, self._heard = self._heard, asyncio.Event()
                 heard.set()
+        finally:
+            self._slots.release()
 
     def pause(self, seconds: float) -> None:
         """Send nothing for `seconds` (the server's Retry-After); pauses only ever lengthen."""
@@ -266,3 +280,22 @@ def _whole_number(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number >= 0 else None
+
+
+async def _unless(stop: asyncio.Event | None, waiting: Awaitable[T]) -> T:
+    """What `waiting` gives, unless `stop` is set first: then WriteCancelled, with `waiting`
+    cancelled. If both happen at once, the result wins (the caller checks `stop` again)."""
+    if stop is None:
+        return await waiting
+    task = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if task.cancelled():
+        raise WriteCancelled()
+    return task.result()
