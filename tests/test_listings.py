@@ -25,7 +25,7 @@ from reconcile.apply import apply_plan
 from reconcile.config import TOKEN_ENV, Flags, Target, Token
 from reconcile.domain import RunState
 from reconcile.errors import ApiError, UnknownRunsError
-from reconcile.importer import list_org_runs
+from reconcile.listing import list_org_runs
 from reconcile.plan import build_plan
 from reconcile.render import render_plan_json, render_plan_markdown
 from reconcile.sandbox import Sandbox
@@ -33,7 +33,7 @@ from reconcile.state import load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.listing import MAX_RUNS, ListingError
 from reconcile.tallyfy.observe import read_state
-from tests.conftest import DEMO_IDS, ORG, TOKEN, sandbox_connect, write_state
+from tests.helpers import DEMO_IDS, ORG, TOKEN, sandbox_connect, write_state
 
 API = "https://listings.test/api"
 ARCHIVED_AT = "2026-01-10T09:00:00.000Z"

@@ -1,6 +1,6 @@
 """Pacing: every window given is kept, several at once; a stricter server is learned from its
 headers and its 429s, whatever window the headers describe, at the cost of a few 429s. Time is
-simulated (tests.conftest.SimulatedTime): minutes pass in no time, and nothing is timed."""
+simulated (tests.helpers.SimulatedTime): minutes pass in no time, and nothing is timed."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from reconcile.sandbox import Sandbox, SandboxRun
 from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.pacing import Pacer
-from tests.conftest import (
+from tests.helpers import (
     DEMO_IDS,
     ORG,
     TOKEN,

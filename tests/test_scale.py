@@ -33,7 +33,7 @@ from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun, serve
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
 from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from tests.conftest import ORG, TOKEN, SimulatedTime, sandbox_states, write_state
+from tests.helpers import ORG, TOKEN, SimulatedTime, sandbox_states, write_state
 
 T = TypeVar("T")
 ACTIVE_RUNS, ARCHIVED_RUNS = 250, 120
@@ -186,7 +186,7 @@ def test_parallelism_bounds_requests_in_flight() -> None:
     assert (watch.peak, reader.requests_sent) == (3, 20)
 
 
-# --- pacing against the sandbox ------------------------------------------------------------
+# --- the pacer -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("own_limit", [0, DEFAULT_RATE_LIMIT])

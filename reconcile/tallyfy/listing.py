@@ -16,7 +16,6 @@ growing stops after a few pages more than it first needed.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlencode
 from reconcile.domain import ObservedRun
 from reconcile.errors import ApiError, BadResponseError
 from reconcile.tallyfy.runs import Page
+from reconcile.tallyfy.tasks import gather
 
 if TYPE_CHECKING:
     from reconcile.tallyfy.client import TallyfyClient
@@ -184,9 +184,7 @@ async def _by_count(
             path=where,
         )
     pages = [first]
-    pages += await asyncio.gather(
-        *(_page(client, opened.params, n, on_page) for n in range(2, needed + 1))
-    )
+    pages += await gather(*(_page(client, opened.params, n, on_page) for n in range(2, needed + 1)))
     counted = max(page.total or 0 for page in pages)
     seen = {run.run_id for page in pages for run in page.runs}
     # A few runs may be added while the listing is read; a count that keeps growing is refused.
@@ -229,7 +227,7 @@ async def _by_links(
         rest = range(2, first.total_pages + 1)
         return [
             first,
-            *await asyncio.gather(*(_page(client, opened.params, n, on_page) for n in rest)),
+            *await gather(*(_page(client, opened.params, n, on_page) for n in rest)),
         ]
     pages = [first]
     visited: set[str] = set()

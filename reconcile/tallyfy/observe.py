@@ -7,7 +7,6 @@ neither GET nor either listing knows is reported as gone, never taken for archiv
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from reconcile.errors import UnknownRunsError
 from reconcile.tallyfy.client import TallyfyClient
 from reconcile.tallyfy.listing import Listing, Opened, moved, open_listing, read_listing
 from reconcile.tallyfy.runs import Page
+from reconcile.tallyfy.tasks import gather
 
 Progress = Callable[[int, int], None]
 """Called with (requests answered, requests expected) as a read goes on."""
@@ -122,7 +122,7 @@ async def _get_each(
         return run
 
     tally.expect(len(run_ids))
-    results = await asyncio.gather(*(get(run_id) for run_id in run_ids))
+    results = await gather(*(get(run_id) for run_id in run_ids))
     return {run.run_id: run for run in results if run is not None}
 
 
@@ -139,7 +139,7 @@ async def _from_listings(
     """The declared runs from both listings read whole, the runs that moved, and True; or, when
     `decide` finds single GETs cheaper, the runs from GETs, no moves and False."""
     tally.expect(2)
-    active_first, archived_first = await asyncio.gather(
+    active_first, archived_first = await gather(
         open_listing(client, Listing.ACTIVE, on_page=tally.tick),
         open_listing(client, Listing.ARCHIVED, on_page=tally.tick),
     )
@@ -162,7 +162,7 @@ async def _whole_listings(
 ) -> tuple[dict[str, ObservedRun], set[str]]:
     """`run_ids`, if either whole listing holds them (GET answered 404 for them)."""
     tally.expect(2)
-    active_first, archived_first = await asyncio.gather(
+    active_first, archived_first = await gather(
         open_listing(client, Listing.ACTIVE, on_page=tally.tick),
         open_listing(client, Listing.ARCHIVED, on_page=tally.tick),
     )
@@ -175,7 +175,7 @@ async def _read_both(
     client: TallyfyClient, active: Opened, archived: Opened, tally: _Tally
 ) -> tuple[dict[str, ObservedRun], set[str]]:
     """Both listings whole, with every run seen in both read again by GET."""
-    active_runs, archived_runs = await asyncio.gather(
+    active_runs, archived_runs = await gather(
         read_listing(client, active, on_page=tally.tick),
         read_listing(client, archived, on_page=tally.tick),
     )
