@@ -14,7 +14,13 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # The sanitizer imports nothing of reconcile, and every layer's messages need it.
-    ("reconcile", "reconcile.errors", "reconcile.domain", "reconcile.render.sanitize"),
+    (
+        "reconcile",
+        "reconcile.errors",
+        "reconcile.domain",
+        "reconcile.ratelimit",
+        "reconcile.render.sanitize",
+    ),
     ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),
