@@ -1,5 +1,5 @@
-"""The sandbox emulator against the documented Tallyfy runs API (docs: tallyfy-api.md §1-§5, §8, §9):
-routing and auth, reading one run, listing. Requests go straight to `Sandbox.dispatch`."""
+"""The sandbox emulator against the documented Tallyfy runs API (docs/tallyfy-api.md §1-§5,
+§8, §9): routing and auth, reading one run, listing. Requests go straight to `Sandbox.dispatch`."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Server-side rate limits: several rolling windows at once, as Tallyfy's sources describe them.
 
-The troubleshooting FAQ gives about 12 GETs per 5 s and 140 calls per 10 s, the Postman page 600
-requests a minute per user, the support repository 100 a minute and 1,000 an hour per
-organization (docs/tallyfy-api.md §5 and §9). Any of them may answer 429, so the sandbox counts every
-window it is given and refuses a request as soon as one of them is full.
+The troubleshooting FAQ gives about 12 GETs per 5 s and 140 calls per 10 s, the Postman page
+600 requests a minute per user, the support repository 100 a minute and 1,000 an hour per
+organization (docs/tallyfy-api.md §5 and §9). Any of them may answer 429, so the sandbox counts
+every window it is given and refuses a request as soon as one of them is full.
 
 A window is written `LIMIT/SPAN[:SCOPE]`: `12/5s:get`, `140/10s`, `600/1m:user`, `1000/1h:org`.
 """
