@@ -16,11 +16,12 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
-from reconcile.plan import Plan, Reason
+from reconcile.differences import DeclarationChanges
+from reconcile.plan import Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.origin import Origin
 from reconcile.render.sanitize import clean
-from reconcile.render.text import apply_summary_line, summary_line
+from reconcile.render.text import EDITS_SHOWN, apply_summary_line, declaration_lines, summary_line
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -67,12 +68,19 @@ def render_plan_markdown(
             f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the "
             "run was moved in Tallyfy; applying moves it back).",
         ]
+    if plan.declarations is not None:
+        head += ["", *_declarations_since(plan.declarations, plan.baseline)]
     foot = []
     if plan.changes:
         digest = checksum(plan)
         command = f"reconcile apply {shlex.quote(plan.state_file.path)} --checksum {digest}"
         foot = ["", f"Checksum: `{digest}` ({_code(command, FIELD_LIMIT + 100)})"]
-    budget = BUDGET - _size(head) - _size(foot) - 3 * _NOTE_ROOM
+    budget = BUDGET - _size(head) - _size(foot) - 5 * _NOTE_ROOM
+    if plan.summarised:
+        for kind, found in (("blueprint", plan.by_blueprint), ("owner", plan.by_owner)):
+            rows = (f"| {_group_cell(kind, group)} | {group.count:,} |" for group in found)
+            table, shown, budget = _table([kind, "changes"], rows, budget)
+            head += table + _cut(f"{kind}s", shown, len(found))
     labelled = plan.baseline is not None
     columns = ["action", "run", "name", "current -> desired", "source"]
     changes = (
@@ -107,6 +115,17 @@ def render_plan_markdown(
     stream.write("\n".join([*head, *body, *foot]) + "\n")
 
 
+def _declarations_since(edits: DeclarationChanges, baseline: str | None) -> list[str]:
+    if not edits:
+        return [f"No declaration changed since the baseline {_code(baseline or '')}."]
+    lines = declaration_lines(edits)
+    items = [f"- {_cell(line)}" for line in lines[:EDITS_SHOWN]]
+    if len(lines) > EDITS_SHOWN:
+        items.append(f"- and {len(lines) - EDITS_SHOWN:,} more (the JSON plan lists them all)")
+    head = f"Declarations since the baseline {_code(baseline or '')}: {edits.summary()}:"
+    return [head, "", *items]
+
+
 def render_apply_markdown(
     plan: Plan, report: ApplyReport, stream: TextIO, *, origin: Origin | None = None
 ) -> None:
@@ -129,6 +148,14 @@ def render_apply_markdown(
     )
     body += _cut("changes (failures are listed first)", shown, len(ordered))
     stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _group_cell(kind: str, group: Group) -> str:
+    if group.id is None:
+        return f"_no {kind}_"
+    if group.title:
+        return f"{_cell(group.title)} ({_code(str(group.id))})"
+    return _code(str(group.id))
 
 
 def _origin_lines(origin: Origin | None) -> list[str]:
