@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_SPEC = re.compile(r"(\d+)/(\d*)([smh])(?::(get|user|org))?")
+# The scope in any case, so the client's own window syntax ("12/5s:GET") reads the same.
+_SPEC = re.compile(r"(\d+)/(\d*)([smh])(?::(get|user|org))?", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600}
 _UNIT_NAME = {"s": "second", "m": "minute", "h": "hour"}
 SCOPES = {
@@ -50,10 +51,10 @@ class RateWindow:
                 '(for example "12/5s:get", "140/10s", "1000/1h:org")'
             )
         limit, count, unit, scope = found.groups()
+        unit, scope = unit.lower(), (scope or "user").lower()
         span = int(count or 1)
         if int(limit) < 1 or span < 1:
             raise ValueError(f"rate window {spec!r}: the limit and the span must be at least 1")
-        scope = scope or "user"
         per = _UNIT_NAME[unit] if span == 1 else f"{span} {_UNIT_NAME[unit]}s"
         noun = "GET requests" if scope == "get" else "requests"
         owner = " to the organization" if scope == "org" else ""
