@@ -18,13 +18,15 @@ import gc
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile.attribution import attach, attributed_changes, needs_setting, timestamp
 from reconcile.config import Flags, Settings, resolve
 from reconcile.domain import ObservedRun
 from reconcile.drift import add_unmanaged, label_changes, read_baseline
-from reconcile.errors import ConfigError
+from reconcile.errors import ApiError, ConfigError
 from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
 from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
@@ -37,6 +39,7 @@ from reconcile.safety import (
 )
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
+from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
 from reconcile.tallyfy.observe import Progress
 from reconcile.writer import destination
 
@@ -71,11 +74,18 @@ def plan(
     environ: Mapping[str, str] | None = None,
     connect: Connect = connect,
     on_read: Progress | None = None,
+    attribution: bool = True,
+    changed_since: datetime | None = None,
 ) -> Plan:
     """The plan for a state file: read-only, sends only GET requests. `baseline` (a file) or
     `baseline_ref` (a git revision of the same file) labels each change requested or drift;
     `show_unmanaged` lists the organization's undeclared runs. `on_read` hears the read's
-    progress as (requests answered, requests expected)."""
+    progress as (requests answered, requests expected).
+
+    Drift (every change, without a baseline) is attributed from the activity feed unless
+    `attribution` is False, and the state file's `[drift] auto_archived` policy is applied.
+    `changed_since` reads only the declared runs the feed shows moved since then (a drift
+    check), or every run when the feed cannot answer completely."""
     environ = os.environ if environ is None else environ
     path = Path(state_path)
 
@@ -84,10 +94,16 @@ def plan(
         settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         async with connect(settings) as client:
             before = read_baseline(path, path=baseline, ref=baseline_ref, environ=environ)
-            planned = await _read_and_plan(client, state, settings, on_read)
+            moves = None
+            if changed_since is None:
+                planned = await _read_and_plan(client, state, settings, on_read)
+            else:
+                planned, moves = await _changed(client, state, settings, changed_since, on_read)
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
-        return planned if before is None else label_changes(planned, before)
+            if before is not None:
+                planned = label_changes(planned, before)
+            return await _attributed(client, planned, state, feed=attribution, moves=moves)
 
     return asyncio.run(run())
 
@@ -144,6 +160,7 @@ def apply(
         async with connect(settings) as client:
             if saved_plan is None:
                 planned = await _read_and_plan(client, state, settings, on_read)
+                planned = await _attributed(client, planned, state)
             else:
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
@@ -207,6 +224,59 @@ async def _read_and_plan(
         gc.unfreeze()
     planned = build_plan(state, observed, limits=settings.limits, **_target(settings))
     return replace(planned, gates=tripped(planned))
+
+
+async def _attributed(
+    client: TallyfyClient,
+    planned: Plan,
+    state: StateFile,
+    *,
+    feed: bool = True,
+    moves: tuple[Move, ...] | None = None,
+) -> Plan:
+    """The plan with its drift attributed and the `[drift] auto_archived` policy applied. Reads
+    only what the plan needs: the feed when there is drift to attribute, the auto-archive setting
+    when a run declared active is complete; nothing for a plan without either."""
+    wanted, setting = bool(attributed_changes(planned)), needs_setting(planned)
+    if not (wanted or setting):
+        return planned
+    now = datetime.now(UTC)
+    sources = await read_sources(
+        client, today=now.date(), feed=feed and wanted, setting=setting, moves=moves
+    )
+    attached = attach(planned, sources, policy=state.drift.auto_archived, now=now)
+    return replace(attached, gates=tripped(attached))
+
+
+async def _changed(
+    client: TallyfyClient,
+    state: StateFile,
+    settings: Settings,
+    since: datetime,
+    on_read: Progress | None,
+) -> tuple[Plan, tuple[Move, ...] | None]:
+    """The plan of the declared runs the feed shows moved since `since`, with those moves; or,
+    when the feed cannot answer completely, the plan of every declared run, saying so."""
+    shown = timestamp(since)
+    try:
+        moves = await read_moves(client, since)
+    except (ApiError, UnusableAnswer) as exc:
+        why = " ".join(str(exc).split()).rstrip(".")
+        planned = await _read_and_plan(client, state, settings, on_read)
+        notice = (
+            f"--changed-since {shown}: the activity feed could not answer completely ({why}); "
+            "every declared run was read instead"
+        )
+        return replace(planned, notices=(*planned.notices, notice)), None
+    moved = {move.run_id for move in moves}
+    subset = replace(state, runs=tuple(run for run in state.runs if run.run_id in moved))
+    planned = await _read_and_plan(client, subset, settings, on_read)
+    notice = (
+        f"drift check: the activity feed shows {len(subset.runs)} of the {len(state.runs)} "
+        f"declared runs moved since {shown}, and only those were read; runs the feed does not "
+        "record moving are not checked, so a full plan (without --changed-since) stays the truth"
+    )
+    return replace(planned, notices=(*planned.notices, notice)), moves
 
 
 async def _what_is_left(

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconcile.domain import DesiredRun, ObservedRun, RunState
 from reconcile.state import SafetySettings, StateFile, StateFileRef
+
+if TYPE_CHECKING:
+    from reconcile.attribution import Attribution
 
 
 class Action(StrEnum):
@@ -63,6 +67,9 @@ class Change(PlannedRun):
 
     reason: Reason | None = None
     """Set only when the plan was compared with a baseline (see reconcile.drift)."""
+    attribution: Attribution | None = None
+    """Who moved the run and why, for drift (every change without a baseline); None when not
+    looked for (see reconcile.attribution)."""
 
     @property
     def action(self) -> Action:
@@ -103,6 +110,8 @@ class Plan:
     """Set when the plan is what was left to do of a saved plan."""
     notices: tuple[str, ...] = ()
     """Warnings the pipeline attached from what it read, shown after the outdated labels."""
+    accepted: tuple[Change, ...] = ()
+    """Drift caused by auto-archive that `[drift] auto_archived = "accept"` leaves as it is."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -115,12 +124,12 @@ class Plan:
 
     @property
     def declared(self) -> int:
-        return len(self.changes) + len(self.unchanged)
+        return len(self.changes) + len(self.unchanged) + len(self.accepted)
 
     @property
     def runs(self) -> tuple[PlannedRun, ...]:
-        """Every declared run: the changes, then the unchanged runs."""
-        return (*self.changes, *self.unchanged)
+        """Every declared run: the changes, the unchanged runs, then the accepted drift."""
+        return (*self.changes, *self.unchanged, *self.accepted)
 
     @property
     def warnings(self) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -38,6 +39,7 @@ from reconcile.render import (
     render_summary,
 )
 from reconcile.render.progress import ProgressLine
+from reconcile.tallyfy.activity import parse_since
 from reconcile.writer import destination
 
 
@@ -51,6 +53,15 @@ def validate(state_file: Path) -> None:
         f"{state.path} is valid: {len(state.runs)} runs declared "
         f"({archived} archived, {len(state.runs) - archived} active)."
     )
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -90,6 +101,18 @@ def validate(state_file: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan as JSON in this file (- for standard output), for apply --plan.",
 )
+@click.option(
+    "--no-attribution",
+    is_flag=True,
+    help="Do not read the activity feed to say who moved drifted runs.",
+)
+@click.option(
+    "--changed-since",
+    metavar="DATE",
+    callback=_since,
+    help="Drift check: read only the declared runs the activity feed shows moved since DATE "
+    "(YYYY-MM-DD or an ISO date-time); every run when the feed cannot tell.",
+)
 @takes_flags
 def plan(
     state_file: Path,
@@ -99,6 +122,8 @@ def plan(
     show_unmanaged: bool,
     output_format: str,
     out: Path | None,
+    no_attribution: bool,
+    changed_since: datetime | None,
     flags: Flags,
 ) -> None:
     """Show what apply would change. Read-only: sends only GET requests."""
@@ -112,6 +137,8 @@ def plan(
             baseline_ref=baseline_ref,
             show_unmanaged=show_unmanaged,
             on_read=reading.update if reading else None,
+            attribution=not no_attribution,
+            changed_since=changed_since,
         )
     finally:
         if reading is not None:
