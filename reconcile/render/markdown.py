@@ -15,7 +15,7 @@ from typing import TextIO
 from reconcile.apply import ApplyReport, Result
 from reconcile.plan import Plan, Reason
 from reconcile.planfile import checksum
-from reconcile.render.text import apply_summary_line, summary_line
+from reconcile.render.text import apply_summary_line, moved_phrase, summary_line
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -48,16 +48,34 @@ def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] 
     if plan.changes:
         digest = checksum(plan)
         foot = ["", f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)"]
+    if plan.accepted:
+        count = len(plan.accepted)
+        head += [
+            "",
+            f'Accepted (`[drift] auto_archived = "accept"`): {count} '
+            f"{'run' if count == 1 else 'runs'} archived by the organization's auto-archive stay "
+            "as they are and are not among the changes; `reconcile refresh` writes them down:",
+            "",
+            *(
+                f"- `{c.run_id}` {_cell(c.name)} (`{c.desired.source}`): "
+                f"{_cell(moved_phrase(c) or 'archived by auto-archive')}"
+                for c in plan.accepted
+            ),
+        ]
     budget = BUDGET - _size(head) - _size(foot) - 3 * _NOTE_ROOM
     labelled = plan.baseline is not None
+    attributed = any(moved_phrase(change) for change in plan.changes)
     changes = [
         f"| {c.action.value} | `{c.run_id}` | {_cell(c.name)} | {c.current.value} -> "
         f"{c.target.value} | `{c.desired.source}` |"
         + (f" {c.reason.value if c.reason else ''} |" if labelled else "")
+        + (f" {_cell(moved_phrase(c) or '')} |" if attributed else "")
         for c in plan.changes
     ]
     columns = ["action", "run", "name", "current -> desired", "source"]
-    body, shown, budget = _table([*columns, "reason"] if labelled else columns, changes, budget)
+    columns += ["reason"] if labelled else []
+    columns += ["moved"] if attributed else []
+    body, shown, budget = _table(columns, changes, budget)
     if shown < len(changes):
         left = Counter(change.action.value for change in plan.changes[shown:])
         counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
