@@ -40,6 +40,7 @@ from reconcile.safety import (
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
+from reconcile.tallyfy.client import PAGE_SIZE
 from reconcile.tallyfy.observe import Progress
 from reconcile.writer import destination
 
@@ -270,6 +271,9 @@ async def _changed(
         return replace(planned, notices=(*planned.notices, notice)), None
     moved = {move.run_id for move in moves}
     subset = replace(state, runs=tuple(run for run in state.runs if run.run_id in moved))
+    # Listing would take at least one page per PAGE_SIZE declared runs: fewer GETs are cheaper.
+    if settings.fetch == "auto" and len(subset.runs) <= -(-len(state.runs) // PAGE_SIZE):
+        settings = replace(settings, fetch="get")
     planned = await _read_and_plan(client, subset, settings, on_read)
     notice = (
         f"drift check: the activity feed shows {len(subset.runs)} of the {len(state.runs)} "
