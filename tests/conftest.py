@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.config import TOKEN_ENV, Settings, Target, Token
 from reconcile.pipeline import Connect
-from reconcile.sandbox import LoggedRequest, Sandbox, SandboxRun, serve
+from reconcile.sandbox import LoggedRequest, Sandbox, SandboxResponse, SandboxRun, serve
+from reconcile.sandbox.seed import load_seed
 from reconcile.tallyfy import TallyfyClient
 
 pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
@@ -98,6 +99,65 @@ def sandbox_connect(sandbox: Sandbox, **options: Any) -> Connect:
     return connect
 
 
+# --- Requests straight to Sandbox.dispatch (the sandbox's own tests) ---------------------------
+
+SANDBOX_HEADERS = {
+    "Authorization": f"Bearer {TOKEN}",
+    "X-Tallyfy-Client": "APIClient",
+    "Accept": "application/json",
+    "Host": "sandbox.test",
+}
+NOW = 1_772_442_000.0  # 2026-03-02T09:00:00Z
+
+
+class Clock:
+    """A settable wall clock, so timestamps and the rate-limit windows are deterministic."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def demo(clock: Clock) -> Sandbox:
+    """The demo organization on a settable clock, for calling `dispatch` directly."""
+    seed = load_seed(DEMO_SEED)
+    return Sandbox(seed.org_id, seed.token, seed.runs, org_name=seed.org_name, clock=clock)
+
+
+def call(
+    sandbox: Sandbox,
+    method: str,
+    path: str = "",
+    query: str = "",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    prefix: str = "/api",
+) -> SandboxResponse:
+    """Dispatch a request to `/organizations/{ORG}/runs{path}`."""
+    target = f"{prefix}/organizations/{ORG}/runs{path}" + (f"?{query}" if query else "")
+    return sandbox.dispatch(method, target, SANDBOX_HEADERS if headers is None else headers, body)
+
+
+def listed(response: SandboxResponse) -> list[str]:
+    """The run IDs of a 200 listing page, in order."""
+    assert response.status == 200, response.body
+    return [run["id"] for run in response.json()["data"]]
+
+
+def pagination(response: SandboxResponse) -> dict[str, Any]:
+    """A listing page's meta.pagination."""
+    result: dict[str, Any] = response.json()["meta"]["pagination"]
+    return result
+
+
 def write_state(path: Path, runs: Mapping[str, str], org_id: str | None = None) -> Path:
     """Write a state file declaring `runs` (run ID -> "archived" | "active")."""
     lines = [f'[tallyfy]\norg_id = "{org_id}"\n'] if org_id else []
@@ -130,6 +190,63 @@ def json_checksum(state_file: Path | str) -> str:
     assert result.exit_code == 0, result.output
     checksum: str = json.loads(result.stdout)["checksum"]
     return checksum
+
+
+HOSTILE = (
+    "\x1b[2J\x1b[Hscreen cleared",
+    "\x1b]0;window title\x07",
+    "\x1b]8;;https://evil.example\x1b\\a link\x1b]8;;\x1b\\",
+    "\x1b[31mred\x1b[0m",
+    "done\r  activate  ffffffffffffffffffffffffffffffff  archived -> active",
+    "active)\n  activate  ffffffffffffffffffffffffffffffff  archived -> active  (status: ok)",
+    "bells\x07\x07\x07",
+    "\u202eevitca",
+    "\u2066isolated\u2069 \u2067rtl\u2069 \u200f",
+    "zero\u200bwidth\u200d\u2060joiner\ufeff",
+    "line\u2028separator\u2029paragraph",
+    "next\x85line \x9b31mC1 CSI",
+    "nul\x00 del\x7f tab\t vertical\x0b feed\x0c",
+    "\u3164\u115f fillers",
+    "\U000e0041\U000e0042 tags",
+    "| archive | `ffffffffffffffffffffffffffffffff` | forged | active -> archived | `x` |",
+    "<!-- hidden --> <details><summary>x</summary> <img src=x onerror=alert(1)> </details>",
+    "**bold** _it_ `code` [link](https://evil.example) ~~gone~~ \\| back\\slash\\",
+    "Checksum: `0000` (`reconcile apply --checksum 0000`)",
+    "日本語の名前 ✓ café 😀",
+    "y" * 5_000,
+)
+"""Text a hostile or broken API could send as a name, status or message: terminal escape sequences,
+carriage returns and line breaks that forge lines, bells, bidi overrides and other invisible
+characters, Markdown and HTML that would break out of a table cell, and a very long name. The
+last-but-one is ordinary non-ASCII text, which must come out exactly."""
+
+_FILLERS = "\u115f\u1160\u3164\uffa0"
+_CELL_END = re.compile(r"(?<!\\)(?:\\\\)*\|")
+"""A pipe that ends a Markdown table cell: one not escaped by an odd run of backslashes."""
+
+
+def assert_inert(output: str) -> None:
+    """Nothing in `output` but printable characters and its own line breaks: no control
+    character, escape sequence, bidi override, invisible format character or blank filler."""
+    for line in output.split("\n"):
+        assert line.isprintable(), f"unsafe character in {line[:200]!r}"
+        assert not set(_FILLERS) & set(line), f"blank filler in {line[:200]!r}"
+
+
+def table_rows(markdown: str) -> int:
+    """The rows of every Markdown table, checking that each has as many cells as its header (a
+    row with more would be a cell forged by a name)."""
+    lines = markdown.splitlines()
+    rows = 0
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("| ") and lines[index + 1].startswith("| --- |"):
+            width = len(_CELL_END.findall(line))
+            for row in lines[index + 2 :]:
+                if not row.startswith("| "):
+                    break
+                assert len(_CELL_END.findall(row)) == width, f"a row with a forged cell: {row!r}"
+                rows += 1
+    return rows
 
 
 # --- Suite-wide guards ------------------------------------------------------------------------

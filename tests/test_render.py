@@ -138,7 +138,7 @@ def test_markdown_plan(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
         "\n"
         "</details>\n"
         "\n"
-        f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)\n"
+        f"Checksum: `{digest}` (`reconcile apply {path} --checksum {digest}`)\n"
     )
 
 

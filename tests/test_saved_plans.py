@@ -220,7 +220,7 @@ def test_checksum_is_stable_and_the_same_in_every_format(sandbox: Sandbox, cli_e
     assert digest == canonical_checksum(document["changes"])
     assert f"\nChecksum: {digest}\n" in run("plan", str(EXAMPLE)).stdout
     markdown = run("plan", str(EXAMPLE), "--format", "markdown").stdout
-    assert f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)" in markdown
+    assert f"Checksum: `{digest}` (`reconcile apply {EXAMPLE} --checksum {digest}`)" in markdown
     assert json.loads(run("plan", str(EXAMPLE), "--format", "json").stdout)["checksum"] == digest
 
 

@@ -2,9 +2,12 @@
 
 from reconcile.render.json import render_plan_json, render_report_json
 from reconcile.render.markdown import render_apply_markdown, render_plan_markdown
+from reconcile.render.origin import Origin, ci_origin
 from reconcile.render.text import render_plan, render_result, render_summary, summary_line
 
 __all__ = [
+    "Origin",
+    "ci_origin",
     "render_apply_markdown",
     "render_plan",
     "render_plan_json",

@@ -61,5 +61,8 @@ def render_report_json(
 
 
 def _dump(value: dict[str, Any], stream: TextIO) -> None:
-    json.dump(value, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    # JSON is exact data: every string is what the API sent, escaped rather than cleaned. Written
+    # in ASCII (other characters as \uXXXX), no byte of it is a control sequence for a terminal
+    # and it encodes on any console; DEL is the one ASCII control that JSON leaves raw.
+    text = json.dumps(value, indent=2, ensure_ascii=True)
+    stream.write(text.replace("\x7f", "\\u007f") + "\n")

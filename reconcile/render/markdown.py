@@ -1,124 +1,184 @@
 """The plan and the apply outcome as Markdown, for a pull-request comment or a CI job summary.
 
-GitHub refuses a comment longer than 65,536 characters, so tables are cut to fit a budget below
-that, with a note giving the counts of what was left out; the summary line always comes first.
+GitHub refuses a comment longer than 65,536 characters. Whatever the API returns, the text stays
+within BUDGET: every field from outside is cleaned (reconcile.render.sanitize), escaped and cut to
+a fixed length, warnings are listed up to a fixed share, and tables are cut to what is left, with
+a note giving the counts of what was left out; the summary line always comes first.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
 from reconcile.plan import Plan, Reason
 from reconcile.planfile import checksum
+from reconcile.render.origin import Origin
+from reconcile.render.sanitize import clean
 from reconcile.render.text import apply_summary_line, moved_phrase, summary_line
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
 """What reconcile writes at most: the rest of the limit is left to the pipeline's own words
 (a marker, a heading, a link to the job)."""
+CELL_LIMIT = 160
+"""Characters of one table cell at most, so that one long name cannot crowd out the other rows."""
+FIELD_LIMIT = 300
+"""Characters at most of a path, URL or other value in the sentences around the tables."""
+WARNING_LIMIT = 600
+WARNINGS_BUDGET = 8_000
+"""Characters of warnings at most; the rest are counted, and the JSON plan has them all."""
 _NOTE_ROOM = 400
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_PLAIN = re.compile(r"[A-Za-z0-9 ._:/@+=,%#'~-]+")
+"""Text that is shown as it is inside a code span: no backtick, pipe or backslash."""
+_SHA = re.compile(r"[0-9a-f]{7,64}")
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+")
+"""A URL that can be a link target as it is: no space, bracket, parenthesis or angle bracket."""
+_JSON_HAS_ALL = "The JSON plan (`reconcile plan --format json` or `--out`) lists them all."
 
 
-def render_plan_markdown(plan: Plan, stream: TextIO, *, warnings: Sequence[str] = ()) -> None:
-    """Summary line, the changes as a table, unchanged runs folded away, the checksum."""
+def render_plan_markdown(
+    plan: Plan, stream: TextIO, *, warnings: Sequence[str] = (), origin: Origin | None = None
+) -> None:
+    """Summary line, where the plan comes from, warnings, the changes as a table, unchanged and
+    unmanaged runs folded away, and the checksum with the command that applies exactly this plan.
+    """
     head = [
-        f"**{summary_line(plan)}**",
+        f"**{_cell(summary_line(plan), FIELD_LIMIT)}**",
         "",
-        f"Organization `{plan.org_id}` at `{plan.api_url}`; {plan.declared} runs declared in "
-        f"`{plan.state_file.path}` (sha256 `{plan.state_file.sha256[:12]}`).",
+        f"Organization {_code(plan.org_id)} at {_code(plan.api_url)}; {plan.declared} runs "
+        f"declared in {_code(plan.state_file.path)} (sha256 {_code(plan.state_file.sha256[:12])}).",
+        *_origin_lines(origin),
+        *_warning_lines(
+            [f"apply would refuse: {warning}" for warning in warnings]
+            + [f"{warning}." for warning in plan.warnings]
+        ),
     ]
-    for warning in plan.warnings:
-        head += ["", f"> **Warning:** {_cell(warning)}."]
-    for warning in warnings:
-        head += ["", f"> **Warning:** apply would refuse: {_cell(warning)}"]
     if plan.baseline is not None and plan.changes:
         head += [
             "",
-            f"Against the baseline `{plan.baseline}`: {plan.count_reason(Reason.REQUESTED)} "
+            f"Against the baseline {_code(plan.baseline)}: {plan.count_reason(Reason.REQUESTED)} "
             f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the "
             "run was moved in Tallyfy; applying moves it back).",
         ]
     foot = []
     if plan.changes:
         digest = checksum(plan)
-        foot = ["", f"Checksum: `{digest}` (`reconcile apply --checksum {digest}`)"]
-    if plan.accepted:
-        count = len(plan.accepted)
-        head += [
-            "",
-            f'Accepted (`[drift] auto_archived = "accept"`): {count} '
-            f"{'run' if count == 1 else 'runs'} archived by the organization's auto-archive stay "
-            "as they are and are not among the changes; `reconcile refresh` writes them down:",
-            "",
-            *(
-                f"- `{c.run_id}` {_cell(c.name)} (`{c.desired.source}`): "
-                f"{_cell(moved_phrase(c) or 'archived by auto-archive')}"
-                for c in plan.accepted
-            ),
-        ]
-    budget = BUDGET - _size(head) - _size(foot) - 3 * _NOTE_ROOM
+        command = f"reconcile apply {shlex.quote(plan.state_file.path)} --checksum {digest}"
+        foot = ["", f"Checksum: `{digest}` ({_code(command, FIELD_LIMIT + 100)})"]
+    budget = BUDGET - _size(head) - _size(foot) - 4 * _NOTE_ROOM
     labelled = plan.baseline is not None
     attributed = any(moved_phrase(change) for change in plan.changes)
-    changes = [
-        f"| {c.action.value} | `{c.run_id}` | {_cell(c.name)} | {c.current.value} -> "
-        f"{c.target.value} | `{c.desired.source}` |"
+    columns = ["action", "run", "name", "current -> desired", "source"]
+    changes = (
+        f"| {c.action.value} | {_code(c.run_id)} | {_cell(c.name)} | {c.current.value} -> "
+        f"{c.target.value} | {_code(str(c.desired.source))} |"
         + (f" {c.reason.value if c.reason else ''} |" if labelled else "")
         + (f" {_cell(moved_phrase(c) or '')} |" if attributed else "")
         for c in plan.changes
-    ]
-    columns = ["action", "run", "name", "current -> desired", "source"]
-    columns += ["reason"] if labelled else []
-    columns += ["moved"] if attributed else []
-    body, shown, budget = _table(columns, changes, budget)
-    if shown < len(changes):
+    )
+    header = [*columns, *(["reason"] if labelled else []), *(["moved"] if attributed else [])]
+    body, shown, budget = _table(header, changes, budget)
+    if shown < len(plan.changes):
         left = Counter(change.action.value for change in plan.changes[shown:])
         counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
-        body += _cut(f"changes ({counts})", shown, len(changes))
-    if plan.unchanged:
-        rows = [
-            f"| `{r.run_id}` | {_cell(r.name)} | {r.current.value} | `{r.desired.source}` |"
-            for r in plan.unchanged
+        body += _cut(f"changes ({counts})", shown, len(plan.changes))
+    if plan.accepted:
+        accepted = (
+            f"| {_code(c.run_id)} | {_cell(c.name)} | {_code(str(c.desired.source))} | "
+            f"{_cell(moved_phrase(c) or 'archived by auto-archive')} |"
+            for c in plan.accepted
+        )
+        table, shown, budget = _table(["run", "name", "source", "moved"], accepted, budget)
+        table += _cut("accepted runs", shown, len(plan.accepted))
+        body += [
+            "",
+            f'Accepted (`[drift] auto_archived = "accept"`): '
+            f"{_count(len(plan.accepted), 'run')} archived by the organization's auto-archive "
+            "stay as they are and are not among the changes; `reconcile refresh` writes them "
+            "down in the state file.",
+            *table,
         ]
-        noun = "run" if len(rows) == 1 else "runs"
-        table, shown, budget = _table(["run", "name", "state", "source"], rows, budget)
-        table += _cut("unchanged runs", shown, len(rows))
-        body += ["", f"<details><summary>{len(rows)} unchanged {noun}</summary>", *table]
-        body += ["", "</details>"]
+    if plan.unchanged:
+        unchanged = (
+            f"| {_code(r.run_id)} | {_cell(r.name)} | {r.current.value} | "
+            f"{_code(str(r.desired.source))} |"
+            for r in plan.unchanged
+        )
+        table, shown, budget = _table(["run", "name", "state", "source"], unchanged, budget)
+        table += _cut("unchanged runs", shown, len(plan.unchanged))
+        body += _details(f"{_count(len(plan.unchanged), 'unchanged run')}", table)
     if plan.unmanaged:
-        rows = [f"| `{r.run_id}` | {_cell(r.name)} | {r.state.value} |" for r in plan.unmanaged]
-        noun = "run" if len(rows) == 1 else "runs"
-        table, shown, _ = _table(["run", "name", "state"], rows, budget)
-        table += _cut("unmanaged runs", shown, len(rows))
-        summary = f"{len(rows)} unmanaged {noun} (not in the state file; never touched)"
-        body += ["", f"<details><summary>{summary}</summary>", *table, "", "</details>"]
+        unmanaged = (
+            f"| {_code(r.run_id)} | {_cell(r.name)} | {r.state.value} |" for r in plan.unmanaged
+        )
+        table, shown, _ = _table(["run", "name", "state"], unmanaged, budget)
+        table += _cut("unmanaged runs", shown, len(plan.unmanaged))
+        what = _count(len(plan.unmanaged), "unmanaged run")
+        body += _details(f"{what} (not in the state file; never touched)", table)
     stream.write("\n".join([*head, *body, *foot]) + "\n")
 
 
-def render_apply_markdown(plan: Plan, report: ApplyReport, stream: TextIO) -> None:
-    """The closing line of an apply, then one row per change with its outcome."""
+def render_apply_markdown(
+    plan: Plan, report: ApplyReport, stream: TextIO, *, origin: Origin | None = None
+) -> None:
+    """The closing line of an apply, where it ran, then one row per change with its outcome."""
     head = [
-        f"**{apply_summary_line(report)}**",
+        f"**{_cell(apply_summary_line(report), FIELD_LIMIT)}**",
         "",
-        f"Organization `{plan.org_id}` at `{plan.api_url}`; state file "
-        f"`{plan.state_file.path}`; plan checksum `{checksum(plan)}`.",
+        f"Organization {_code(plan.org_id)} at {_code(plan.api_url)}; state file "
+        f"{_code(plan.state_file.path)}; plan checksum `{checksum(plan)}`.",
+        *_origin_lines(origin),
     ]
     ordered = sorted(report.results, key=lambda result: (result.ok, not result.started))
-    rows = [
-        f"| {_outcome(r)} | {r.change.action.value} | `{r.change.run_id}` | "
+    rows = (
+        f"| {_outcome(r)} | {r.change.action.value} | {_code(r.change.run_id)} | "
         f"{_cell(r.change.name)} | {_cell(r.detail)} |"
         for r in ordered
-    ]
+    )
     body, shown, _ = _table(
         ["outcome", "action", "run", "name", "detail"], rows, BUDGET - _size(head) - _NOTE_ROOM
     )
-    body += _cut("changes (failures are listed first)", shown, len(rows))
+    body += _cut("changes (failures are listed first)", shown, len(ordered))
     stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _origin_lines(origin: Origin | None) -> list[str]:
+    """`Commit 0123abc… · [CI run](https://…)`: a commit in hex is left for GitHub to link; a
+    URL that cannot be a link target as it is is shown as text."""
+    if origin is None:
+        return []
+    parts = []
+    if origin.commit:
+        commit = origin.commit
+        parts.append(f"Commit {commit if _SHA.fullmatch(commit) else _cell(commit)}")
+    if origin.run_url:
+        url = origin.run_url
+        good = _URL.fullmatch(url) and len(url) <= FIELD_LIMIT
+        parts.append(f"[CI run]({url})" if good else f"CI run {_cell(url, FIELD_LIMIT)}")
+    return ["", " · ".join(parts)] if parts else []
+
+
+def _warning_lines(warnings: Sequence[str]) -> list[str]:
+    """One quoted line per warning, as many as fit in WARNINGS_BUDGET, then a count of the rest."""
+    lines: list[str] = []
+    budget = WARNINGS_BUDGET
+    for warning in warnings:
+        line = f"> **Warning:** {_cell(warning, WARNING_LIMIT)}"
+        if len(line) + 2 > budget:
+            break
+        lines += ["", line]
+        budget -= len(line) + 2
+    left = len(warnings) - len(lines) // 2
+    if left:
+        lines += ["", f"> _{left:,} more warnings not shown. {_JSON_HAS_ALL}_"]
+    return lines
 
 
 def _outcome(result: Result) -> str:
@@ -127,19 +187,20 @@ def _outcome(result: Result) -> str:
     return "**failed**" if result.started else "not started"
 
 
-def _table(header: Sequence[str], rows: Sequence[str], budget: int) -> tuple[list[str], int, int]:
-    """The table with as many rows as fit in `budget` characters (none at all if no row fits),
-    how many rows it shows, and the budget left."""
+def _table(header: Sequence[str], rows: Iterable[str], budget: int) -> tuple[list[str], int, int]:
+    """The table with as many rows as fit in `budget` characters, how many rows it shows, and the
+    budget left. No table at all when there is no row, or when no row fits (the note under it
+    says so); rows past the first that does not fit are never formatted."""
     lines = ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    budget -= _size(lines)
+    left = budget - _size(lines)
     shown = 0
     for row in rows:
-        if len(row) + 1 > budget:
+        if len(row) + 1 > left:
             break
         lines.append(row)
-        budget -= len(row) + 1
+        left -= len(row) + 1
         shown += 1
-    return (lines if shown or not rows else []), shown, budget
+    return (lines, shown, left) if shown else ([], 0, budget)
 
 
 def _cut(what: str, shown: int, total: int) -> list[str]:
@@ -149,15 +210,47 @@ def _cut(what: str, shown: int, total: int) -> list[str]:
     return [
         "",
         f"_{total - shown:,} more {what} not shown: only {shown:,} of {total:,} fit under "
-        f"GitHub's {COMMENT_LIMIT:,}-character comment limit. The JSON plan "
-        "(`reconcile plan --format json` or `--out`) lists them all._",
+        f"GitHub's {COMMENT_LIMIT:,}-character comment limit. {_JSON_HAS_ALL}_",
     ]
+
+
+def _details(summary: str, table: list[str]) -> list[str]:
+    return ["", f"<details><summary>{summary}</summary>", *table, "", "</details>"]
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _size(lines: Sequence[str]) -> int:
     return sum(len(line) + 1 for line in lines)
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a table cell: no Markdown, no HTML, one line."""
-    return _SPECIAL.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+def _cell(text: str, limit: int = CELL_LIMIT) -> str:
+    """Text safe in a table cell or a sentence: cleaned, no Markdown, no HTML, one line, at most
+    `limit` characters (cut with an ellipsis, never inside an escape)."""
+    shown = clean(text)
+    escaped = _escape(shown)
+    if len(escaped) <= limit:
+        return escaped
+    pieces = []
+    room = limit - 1
+    for char in shown:
+        piece = _escape(char)
+        if len(piece) > room:
+            break
+        pieces.append(piece)
+        room -= len(piece)
+    return "".join(pieces) + "…"
+
+
+def _code(text: str, limit: int = FIELD_LIMIT) -> str:
+    """A code span for a run ID, path or URL that can stand in one as it is; anything else (a
+    backtick, a pipe, a control character, too long) is shown as escaped text instead."""
+    if len(text) <= limit and _PLAIN.fullmatch(text):
+        return f"`{text}`"
+    return _cell(text, limit)
+
+
+def _escape(text: str) -> str:
+    return _SPECIAL.sub(r"\\\1", html.escape(text, quote=False))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from reconcile.render.sanitize import clean
+
 _ERASE = "\r\x1b[K"
 
 
@@ -14,8 +16,8 @@ class ProgressLine:
 
     def __init__(self, stream: TextIO, label: str, unit: str, *, every: float = 0.1) -> None:
         self._stream = stream
-        self._label = label
-        self._unit = unit
+        self._label = clean(label)
+        self._unit = clean(unit)
         self._every = every
         self._drawn_at: float | None = None
 

@@ -9,6 +9,7 @@ from reconcile.apply import ApplyReport, Result
 from reconcile.attribution import Cause
 from reconcile.plan import Action, Change, Plan, Reason
 from reconcile.planfile import checksum
+from reconcile.render.sanitize import clean, quoted
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
@@ -25,7 +26,7 @@ def summary_line(plan: Plan) -> str:
         matching = plan.declared - len(plan.accepted)
         noun = "run matches" if matching == 1 else "runs match"
         accepted = f"; {len(plan.accepted)} accepted." if plan.accepted else "."
-        return f"No changes. {matching} {noun} {plan.state_file.path}{accepted}"
+        return f"No changes. {matching} {noun} {clean(plan.state_file.path)}{accepted}"
     return (
         f"Plan: {plan.count(Action.ARCHIVE)} to archive, {plan.count(Action.ACTIVATE)} to "
         f"activate, {len(plan.unchanged)} unchanged"
@@ -37,19 +38,19 @@ def change_line(change: Change, colour: bool) -> str:
     """One line a reviewer can read: action, run, current -> desired, workflow status, source,
     and who moved the run when the activity feed says."""
     action = _paint(f"{change.action.value:<8}", _ACTION_COLOUR[change.action], colour)
-    status = change.observed.status or "unknown"
+    status = clean(change.observed.status or "unknown")
     reason = "" if change.reason is None else f"  {change.reason.value}"
     moved = moved_phrase(change)
     return (
         f"  {action}  {change.run_id}  {change.current.value} -> {change.target.value}  "
-        f"(status: {status})  {change.name!r}  [{change.desired.source}]{reason}"
+        f"(status: {status})  {quoted(change.name)}  [{clean(str(change.desired.source))}]{reason}"
         + (f"  {moved}" if moved else "")
     )
 
 
 def moved_phrase(change: Change) -> str | None:
     """ "archived by Jane Doe (web app) on 2026-11-30", or None when nobody is known to have
-    moved the run. Names come from the API, so only their printable characters are shown."""
+    moved the run. Names come from the API, so they pass the sanitizer."""
     told = change.attribution
     if told is None:
         return None
@@ -67,16 +68,12 @@ def moved_phrase(change: Change) -> str | None:
     if who is None:
         return f"{verb} by auto-archive on {day}" if moved.archived else f"{verb} on {day}"
     source = _SOURCES.get(moved.source or "", moved.source)
-    where = f" ({_printable(source)})" if source else ""
-    return f"{verb} by {_printable(who)}{where} on {day}"
+    where = f" ({clean(source)})" if source else ""
+    return f"{verb} by {clean(who)}{where} on {day}"
 
 
 _SOURCES = {"Member": "web app", "Guest": "guest", "Webhook": "webhook"}
 """The feed's `source` in words: a member's move is one made in the web app."""
-
-
-def _printable(text: str) -> str:
-    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())[:120]
 
 
 def _accepted_lines(plan: Plan) -> list[str]:
@@ -93,7 +90,8 @@ def _accepted_lines(plan: Plan) -> list[str]:
         moved = moved_phrase(change)
         lines.append(
             f"  {change.run_id}  {change.current.value} (declared {change.target.value})  "
-            f"{change.name!r}  [{change.desired.source}]" + (f"  {moved}" if moved else "")
+            f"{quoted(change.name)}  [{clean(str(change.desired.source))}]"
+            + (f"  {moved}" if moved else "")
         )
     return lines
 
@@ -102,9 +100,9 @@ def _baseline_lines(plan: Plan) -> list[str]:
     if plan.baseline is None or not plan.changes:
         return []
     return [
-        f"Against the baseline {plan.baseline}: {plan.count_reason(Reason.REQUESTED)} requested "
-        f"(the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run was moved "
-        "in Tallyfy while its declaration stayed the same; applying moves it back)."
+        f"Against the baseline {clean(plan.baseline)}: {plan.count_reason(Reason.REQUESTED)} "
+        f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run "
+        "was moved in Tallyfy while its declaration stayed the same; applying moves it back)."
     ]
 
 
@@ -112,15 +110,16 @@ def _unmanaged_lines(plan: Plan) -> list[str]:
     if plan.unmanaged is None:
         return []
     count = len(plan.unmanaged)
+    path = clean(plan.state_file.path)
     if not count:
-        return [f"No unmanaged runs: every run of the organization is in {plan.state_file.path}."]
+        return [f"No unmanaged runs: every run of the organization is in {path}."]
     noun = "run is" if count == 1 else "runs are"
     lines = [
-        f"Unmanaged: {count} {noun} in the organization but not in {plan.state_file.path}; "
+        f"Unmanaged: {count} {noun} in the organization but not in {path}; "
         "reconcile never touches them (`reconcile import --merge` adds them):"
     ]
     lines += [
-        f"  {run.run_id}  {run.state.value:<8}  {run.name!r}"
+        f"  {clean(run.run_id)}  {run.state.value:<8}  {quoted(run.name)}"
         for run in plan.unmanaged[:UNMANAGED_SHOWN]
     ]
     if count > UNMANAGED_SHOWN:
@@ -134,11 +133,11 @@ def render_plan(
     """The plan: header, one line per change, warnings (outdated labels, safety gates), drift
     and unmanaged runs when asked for, checksum, summary."""
     stream.write(
-        f"Organization {plan.org_id} at {plan.api_url}; "
-        f"{plan.declared} runs declared in {plan.state_file.path}.\n"
+        f"Organization {clean(plan.org_id)} at {clean(plan.api_url)}; "
+        f"{plan.declared} runs declared in {clean(plan.state_file.path)}.\n"
     )
-    notes = [f"Warning: {warning}." for warning in plan.warnings]
-    notes += [f"Warning: apply would refuse: {warning}" for warning in warnings]
+    notes = [f"Warning: {clean(warning)}." for warning in plan.warnings]
+    notes += [f"Warning: apply would refuse: {clean(warning)}" for warning in warnings]
     sections = [
         [change_line(change, colour) for change in plan.changes],
         [_paint(note, "yellow", colour) for note in notes],
@@ -161,10 +160,10 @@ def render_result(result: Result, stream: TextIO, *, colour: bool = False) -> No
     change = result.change
     if result.ok:
         mark = _paint("ok    ", "green", colour)
-        stream.write(f"  {mark}  {change.run_id}  {result.detail}  {change.name!r}\n")
+        stream.write(f"  {mark}  {change.run_id}  {clean(result.detail)}  {quoted(change.name)}\n")
     else:
         mark = _paint("FAILED", "red", colour)
-        stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {result.detail}\n")
+        stream.write(f"  {mark}  {change.run_id}  {change.action.value}: {clean(result.detail)}\n")
 
 
 def apply_summary_line(report: ApplyReport) -> str:
@@ -187,7 +186,8 @@ def render_summary(report: ApplyReport, stream: TextIO, *, colour: bool = False)
     stream.write("\n" + _paint(line, "red" if alarming else "bold", colour) + "\n")
     for result in report.failed:
         stream.write(
-            f"  failed: {result.change.run_id} ({result.change.action.value}): {result.detail}\n"
+            f"  failed: {result.change.run_id} ({result.change.action.value}): "
+            f"{clean(result.detail)}\n"
         )
     for result in report.not_started:
         stream.write(f"  not started: {result.change.run_id} ({result.change.action.value})\n")

@@ -7,10 +7,8 @@ in-process) and `serve()` (a loopback HTTP server) are thin adapters around it.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from reconcile.sandbox.activity import TOKEN_USER, ActivityLog, Actor, Event, SeedMove
 from reconcile.sandbox.faults import Fault, FaultQueue, distort, replacement
+from reconcile.sandbox.limits import RateLimiter
 from reconcile.sandbox.model import (
     DEFAULT_BEHAVIOUR,
     RUN_ID,
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
     import httpx
 
 WRONG_ORG = "You don't have application's permissions for this organization!"
-_WINDOW = 60.0
 
 
 class Sandbox:
@@ -93,18 +91,21 @@ class Sandbox:
         self._store.encode_all(behaviour.archive_sets_status)
         self._faults = FaultQueue()
         self._log: list[LoggedRequest] = []
-        self._hits: deque[float] = deque()
+        self._limiter = RateLimiter(clock)
         self._served = 0
 
     @classmethod
-    def from_seed(cls, path: str | Path, behaviour: Behaviour = DEFAULT_BEHAVIOUR) -> Sandbox:
-        """Build a sandbox from a seed TOML file; raises SeedError if the file is unusable."""
+    def from_seed(cls, path: str | Path, behaviour: Behaviour | None = None) -> Sandbox:
+        """Build a sandbox from a seed TOML file; raises SeedError if the file is unusable.
+
+        `behaviour` replaces the seed's own [sandbox] switches when given.
+        """
         seed = load_seed(path)
         return cls(
             seed.org_id,
             seed.token,
             seed.runs,
-            behaviour,
+            seed.behaviour if behaviour is None else behaviour,
             org_name=seed.org_name,
             auto_archive=seed.auto_archive,
             activity=seed.activity,
@@ -180,16 +181,19 @@ class Sandbox:
             return unauthenticated()
         if headers.get("authorization") != f"Bearer {self.token}":
             return unauthenticated()
-        remaining: int | None = None
-        if behaviour.rate_limit:
-            remaining = self._count_hit(behaviour.rate_limit)
-            if remaining is None:
-                retry = max(1, math.ceil(self._hits[0] + _WINDOW - self._clock()))
-                return rate_limited(behaviour.rate_limit, str(retry))
-        response = self._authorized(request, route, behaviour)
-        if remaining is not None:
-            response.headers["X-RateLimit-Limit"] = str(behaviour.rate_limit)
-            response.headers["X-RateLimit-Remaining"] = str(remaining)
+        if not behaviour.windows:
+            return self._authorized(request, route, behaviour)
+        org_scoped = route.org_id is not None and route.org_id == self.org_id
+        verdict = self._limiter.admit(
+            behaviour.windows, behaviour.rate_limit_headers, request.method, org_scoped
+        )
+        if verdict.refused_by is None:
+            response = self._authorized(request, route, behaviour)
+        else:
+            response = rate_limited(verdict.refused_by.label, str(verdict.retry_after))
+        if verdict.header is not None:
+            response.headers["X-RateLimit-Limit"] = str(verdict.header[0])
+            response.headers["X-RateLimit-Remaining"] = str(verdict.header[1])
         return response
 
     def _authorized(self, request: _Request, route: Route, behaviour: Behaviour) -> SandboxResponse:
@@ -224,17 +228,6 @@ class Sandbox:
             verb = "archived" if record.archived else "unarchived"
             self._activity.record(record.id, verb, TOKEN_USER, "Member", now)
         return response
-
-    def _count_hit(self, limit: int) -> int | None:
-        """Record a request in the rolling window; None when the limit is already reached."""
-        now = self._clock()
-        while self._hits and self._hits[0] <= now - _WINDOW:
-            self._hits.popleft()
-        # Refused requests are not counted, as with Laravel's throttle: waiting always helps.
-        if len(self._hits) >= limit:
-            return None
-        self._hits.append(now)
-        return limit - len(self._hits)
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx.MockTransport answering from this sandbox, for httpx.AsyncClient."""

@@ -13,6 +13,8 @@ from reconcile.sandbox.store import ArchivedMode, RunRecord, RunStore
 
 _SORTS = ("created_at", "-created_at", "name", "-name")
 _TRUE = ("true", "1", "yes")
+# Documented filters the sandbox does not apply -> the values that filter nothing.
+_UNIMPLEMENTED: dict[str, tuple[str, ...]] = {"folder": (), "task_status": ("all",)}
 
 
 @dataclass(frozen=True)
@@ -83,21 +85,28 @@ class ListQuery:
         return self.groups is None or bool(self.groups.intersection(run.groups))
 
 
+def wants_tags(query: Mapping[str, str]) -> bool:
+    """Whether the request asks for the tags relation (`with=tags`, among others)."""
+    return "tags" in query.get("with", "").split(",")
+
+
 def parse_list_query(query: Mapping[str, str], behaviour: Behaviour) -> ListQuery | SandboxResponse:
     """Read the documented listing parameters; a 422 response when one is unusable."""
+    # A documented filter the sandbox cannot apply is refused rather than ignored: ignoring it
+    # would answer with more runs than asked for, as if they had matched.
+    missing = {
+        name: [f"The sandbox does not implement the {name} filter."]
+        for name in _UNIMPLEMENTED
+        if query.get(name, "") not in ("", *_UNIMPLEMENTED[name])
+    }
+    if missing:
+        names = " and ".join(missing)
+        plural = "s" if len(missing) > 1 else ""
+        return invalid(missing, f"The sandbox does not implement the {names} filter{plural}.")
     errors: dict[str, list[str]] = {}
-    archived: ArchivedMode = "exclude"
-    flag = query.get("archived", "").lower()
-    if flag == "only":
-        archived = "only"
-    elif flag in _TRUE:
-        archived = "include"
-    status = query.get("status") or None
+    archived, status = _archived_mode(query, behaviour)
     starred = query["starred"].lower() in _TRUE if "starred" in query else None
-    if status == "archived":
-        # The docs' spelling of archived=only (clients disagree on which one works).
-        archived, status = "only", None
-    elif status == "starred":
+    if status == "starred":
         starred, status = True, None
     owners: frozenset[int] | None = None
     if query.get("owners"):
@@ -109,8 +118,8 @@ def parse_list_query(query: Mapping[str, str], behaviour: Behaviour) -> ListQuer
     if query.get("tag"):
         tag_ids.append(query["tag"])
     groups = [g for g in query.get("groups", "").split(",") if g]
-    per_page = behaviour.per_page_default
-    if query.get("per_page"):
+    per_page = min(behaviour.per_page_default, behaviour.per_page_cap)
+    if query.get("per_page") and not behaviour.per_page_ignored:
         try:
             per_page = int(query["per_page"])
         except ValueError:
@@ -142,8 +151,28 @@ def parse_list_query(query: Mapping[str, str], behaviour: Behaviour) -> ListQuer
         page=page,
         per_page=per_page,
         without_pagination=query.get("without_pagination", "").lower() in _TRUE,
-        with_tags="tags" in query.get("with", "").split(","),
+        with_tags=wants_tags(query),
     )
+
+
+def _archived_mode(
+    query: Mapping[str, str], behaviour: Behaviour
+) -> tuple[ArchivedMode, str | None]:
+    """Which runs the listing covers, and the status filter left once that is settled."""
+    mode: ArchivedMode = "include" if behaviour.default_lists_archived else "exclude"
+    status = query.get("status") or None
+    flag = query.get("archived", "").lower()
+    if behaviour.archived_listing != "status":
+        if flag == "only":
+            mode = "only"
+        elif flag in _TRUE:
+            mode = "include"
+        elif flag in ("false", "0", "no"):
+            mode = "exclude"
+    if status == "archived" and behaviour.archived_listing != "archived":
+        # The docs' spelling of archived=only (clients disagree on which one works).
+        mode, status = "only", None
+    return mode, status
 
 
 def list_runs(
@@ -190,10 +219,17 @@ def list_runs(
         "count": len(items),
         "per_page": per_page,
         "current_page": page,
-        "total_pages": total_pages,
-        # PHP encodes an empty associative array as [], and clients must cope with that.
-        "links": links or [],
     }
+    if behaviour.total_pages == "served":
+        pagination["total_pages"] = total_pages
+    elif isinstance(behaviour.total_pages, int):
+        # Computed for another page size than the one served (MCP saw this).
+        pagination["total_pages"] = max(math.ceil(total / behaviour.total_pages), 1)
+    if behaviour.pagination_links == "php":
+        # PHP encodes an empty associative array as [], and clients must cope with that.
+        pagination["links"] = links or []
+    else:
+        pagination["links"] = None if behaviour.pagination_links == "null" else {}
     meta = encode({"pagination": pagination})
     return raw_json(200, b'{"data":[' + b",".join(items) + b'],"meta":' + meta + b"}")
 

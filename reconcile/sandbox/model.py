@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reconcile.sandbox.limits import RateWindow
+
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 _ZULU = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
@@ -31,14 +33,23 @@ def normalize_timestamp(value: str) -> str:
     return zulu(datetime.fromisoformat(value.replace("Z", "+00:00")))
 
 
+NOOP_ANSWERS = ("200", "400", "404", "409", "422")
+ARCHIVED_LISTINGS = ("both", "status", "archived")
+LINK_STYLES = ("php", "null", "empty")
+ACTIVITY_FEEDS = ("on", "forbidden", "missing", "empty")
+
+
 @dataclass(frozen=True)
 class Behaviour:
-    """Switches for what the Tallyfy docs leave open; every default is the documented reading."""
+    """Switches for what the Tallyfy docs leave open; every default is the documented reading.
+
+    `reconcile.sandbox.switches` names each one for the command line and the seed file.
+    """
 
     archived_get: int = 200
     """Answer to GET of an archived run: 200 (with archived_at set) or 404 RESOURCE_NOT_FOUND."""
     noop_write: str = "200"
-    """Archive of an archived run or activate of a live one: "200" (the run), "404" or "422"."""
+    """Archive of an archived run or activate of a live one: "200" (the run), or that error."""
     archive_sets_status: bool = True
     """While archived, runs show status "archived"; False leaves status alone."""
     put_clears_assignees: bool = True
@@ -46,11 +57,27 @@ class Behaviour:
     latency: float = 0.0
     """Seconds from a request's arrival to its answer (the sandbox's own work included)."""
     rate_limit: int = 0
-    """Requests per rolling minute per token; 0 turns the limit off."""
+    """Requests per rolling minute per user; 0 turns this window off."""
+    rate_windows: tuple[str, ...] = ()
+    """More rolling windows, each `LIMIT/SPAN[:SCOPE]` (see `limits.RateWindow`)."""
+    rate_limit_headers: int = 1
+    """Which window X-RateLimit-Limit/Remaining describe: its position in `windows`; 0: none."""
     per_page_default: int = 10
-    """Listing page size when the request gives no per_page."""
+    """Listing page size when the request gives no per_page (lowered to the cap if above it)."""
     per_page_cap: int = 100
     """Larger per_page values are silently lowered to this."""
+    per_page_ignored: bool = False
+    """True: every page has per_page_default runs, whatever per_page asks."""
+    archived_listing: str = "both"
+    """Which parameter lists archived runs: "both" (`archived=only|true` and `status=archived`),
+    "status" (`archived` is ignored) or "archived" (`status=archived` is a plain status filter)."""
+    default_lists_archived: bool = False
+    """True: a listing without an archived parameter includes archived runs."""
+    pagination_links: str = "php"
+    """`links`: "php" ({next, previous}, or [] when neither), "null" or "empty" ({})."""
+    total_pages: str | int = "served"
+    """`total_pages`: "served" (for the page size served), "absent", or computed for this
+    page size instead."""
     missing_client_header: int = 401
     """Answer when X-Tallyfy-Client is absent: 401 or 404 ENDPOINT_NOT_FOUND."""
     can_archive: bool = True
@@ -67,23 +94,64 @@ class Behaviour:
         problems = []
         if self.archived_get not in (200, 404):
             problems.append(f"archived_get must be 200 or 404, not {self.archived_get!r}")
-        if self.noop_write not in ("200", "404", "422"):
-            problems.append(f'noop_write must be "200", "404" or "422", not {self.noop_write!r}')
+        if self.noop_write not in NOOP_ANSWERS:
+            problems.append(
+                f"noop_write must be one of {', '.join(NOOP_ANSWERS)}, not {self.noop_write!r}"
+            )
         if self.missing_client_header not in (401, 404):
             problems.append(
                 f"missing_client_header must be 401 or 404, not {self.missing_client_header!r}"
             )
-        if self.activity_feed not in ("on", "forbidden", "missing", "empty"):
+        if self.archived_listing not in ARCHIVED_LISTINGS:
             problems.append(
-                'activity_feed must be "on", "forbidden", "missing" or "empty", '
+                f"archived_listing must be one of {', '.join(ARCHIVED_LISTINGS)}, "
+                f"not {self.archived_listing!r}"
+            )
+        if self.pagination_links not in LINK_STYLES:
+            problems.append(
+                f"pagination_links must be one of {', '.join(LINK_STYLES)}, not "
+                f"{self.pagination_links!r}"
+            )
+        if self.total_pages not in ("served", "absent") and not (
+            type(self.total_pages) is int and self.total_pages >= 1
+        ):
+            problems.append(
+                'total_pages must be "served", "absent" or a page size >= 1, not '
+                f"{self.total_pages!r}"
+            )
+        if self.activity_feed not in ACTIVITY_FEEDS:
+            problems.append(
+                f"activity_feed must be one of {', '.join(ACTIVITY_FEEDS)}, "
                 f"not {self.activity_feed!r}"
             )
         if self.latency < 0 or self.rate_limit < 0:
             problems.append("latency and rate_limit cannot be negative")
-        if not 1 <= self.per_page_default <= self.per_page_cap:
-            problems.append("need 1 <= per_page_default <= per_page_cap")
+        if self.per_page_default < 1 or self.per_page_cap < 1:
+            problems.append("per_page_default and per_page_cap must be at least 1")
+        windows: list[RateWindow] = []
+        for spec in self.rate_windows:
+            try:
+                windows.append(RateWindow.parse(spec))
+            except ValueError as exc:
+                problems.append(str(exc))
+        if self.rate_limit:
+            windows.insert(
+                0, RateWindow(self.rate_limit, 60, "user", f"{self.rate_limit} requests per minute")
+            )
+        if not 0 <= self.rate_limit_headers <= max(len(windows), 1):
+            problems.append(
+                f"rate_limit_headers must be 0 or the position of a window "
+                f"(1 to {len(windows)}), not {self.rate_limit_headers}"
+            )
         if problems:
             raise ValueError("invalid sandbox Behaviour: " + "; ".join(problems))
+        object.__setattr__(self, "_windows", tuple(windows))
+
+    @property
+    def windows(self) -> tuple[RateWindow, ...]:
+        """Every rate-limit window: the per-minute `rate_limit` first, then `rate_windows`."""
+        windows: tuple[RateWindow, ...] = self.__dict__["_windows"]
+        return windows
 
 
 DEFAULT_BEHAVIOUR = Behaviour()

@@ -79,17 +79,15 @@ def invalid(errors: dict[str, list[str]], message: str | None = None) -> Sandbox
     return json_response(422, payload)
 
 
-def rate_limited(limit: int | None, retry_after: str) -> SandboxResponse:
-    """429 with the documented body and headers."""
-    what = "rate limit" if limit is None else f"limit of {limit} requests per minute"
+def rate_limited(window: str | None, retry_after: str) -> SandboxResponse:
+    """429 with the documented body and headers; `window` names the limit reached."""
+    what = "rate limit" if window is None else f"limit of {window}"
     body = {
         "message": f"You've reached the {what}. Please try again later.",
         "code": "RATE_LIMIT_EXCEEDED",
     }
     response = json_response(429, body)
     response.headers.update({"Retry-After": retry_after, "X-RateLimit-Remaining": "0"})
-    if limit is not None:
-        response.headers["X-RateLimit-Limit"] = str(limit)
     return response
 
 

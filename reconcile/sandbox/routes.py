@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.sandbox.listing import list_runs, parse_list_query
+from reconcile.sandbox.listing import list_runs, parse_list_query, wants_tags
 from reconcile.sandbox.model import RUN_ID, Behaviour
 from reconcile.sandbox.responses import (
     SandboxResponse,
@@ -102,18 +102,24 @@ def handle(call: Call, store: RunStore, behaviour: Behaviour) -> SandboxResponse
         return _update(call, behaviour, record)
     if record.archived and behaviour.archived_get == 404:
         return not_found()
-    return _run(record, behaviour)
+    return _run(record, behaviour, with_tags=wants_tags(call.query))
 
 
-def _run(record: RunRecord, behaviour: Behaviour) -> SandboxResponse:
-    return raw_json(200, b'{"data":' + record.encoded(behaviour.archive_sets_status) + b"}")
+def _run(record: RunRecord, behaviour: Behaviour, with_tags: bool = False) -> SandboxResponse:
+    encoded = record.encoded(behaviour.archive_sets_status, with_tags)
+    return raw_json(200, b'{"data":' + encoded + b"}")
 
 
 def _noop(record: RunRecord, behaviour: Behaviour, reason: str) -> SandboxResponse:
-    if behaviour.noop_write == "404":
+    answer = behaviour.noop_write
+    if answer == "404":
         return not_found()
-    if behaviour.noop_write == "422":
+    if answer == "422":
         return invalid({"run": [reason]}, reason)
+    if answer == "400":
+        return error(400, reason, "BAD_REQUEST")
+    if answer == "409":
+        return error(409, reason, "CONFLICT")
     return _run(record, behaviour)
 
 

@@ -12,6 +12,9 @@ status = "active"                           # optional
 archived_at = "2026-01-10T09:00:00.000Z"    # optional; absent = not archived
 completed_at = "2026-01-09T17:00:00.000Z"   # optional; a complete run defaults to last_updated
 
+[sandbox]                                   # optional: behaviour switches (see switches.py)
+noop_write = "409"
+
 `[org]` may also set `auto_archive` and `auto_archive_processes_after` (organization.py), and
 `[[activity]]` entries are out-of-band moves (activity.py).
 """
@@ -28,9 +31,12 @@ from typing import Any
 import tomli
 
 from reconcile.sandbox.activity import SeedMove, parse_seed_activity
-from reconcile.sandbox.model import RUN_ID, SandboxRun, zulu
+from reconcile.sandbox.model import DEFAULT_BEHAVIOUR, RUN_ID, Behaviour, SandboxRun, zulu
 from reconcile.sandbox.organization import AUTO_ARCHIVE_OFF, AutoArchive, parse_seed_auto_archive
+from reconcile.sandbox.switches import BY_KEY
 
+DEMO_SEED = Path(__file__).with_name("demo-org.toml")
+"""The demo organization, shipped with the package: what `reconcile sandbox` serves by default."""
 _ORG_KEYS = frozenset({"id", "name", "token", "auto_archive", "auto_archive_processes_after"})
 _TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated", "completed_at")
 _STRINGS = ("status", "checklist_id")
@@ -59,6 +65,8 @@ class Seed:
     runs: tuple[SandboxRun, ...]
     auto_archive: AutoArchive = AUTO_ARCHIVE_OFF
     activity: tuple[SeedMove, ...] = ()
+    behaviour: Behaviour = DEFAULT_BEHAVIOUR
+    """The seed's [sandbox] switches over the defaults."""
 
 
 def load_seed(path: str | Path) -> Seed:
@@ -74,8 +82,10 @@ def load_seed(path: str | Path) -> Seed:
         raise SeedError(path, [f"not valid TOML: {exc}"]) from exc
 
     problems: list[str] = []
-    for key in sorted(set(data) - {"org", "runs", "activity"}):
-        problems.append(f"unknown top-level key {key!r} (expected [org], [[runs]], [[activity]])")
+    for key in sorted(set(data) - {"org", "runs", "activity", "sandbox"}):
+        problems.append(
+            f"unknown top-level key {key!r} (expected [org], [[runs]], [[activity]], [sandbox])"
+        )
     org = data.get("org")
     org_id = org_name = token = ""
     auto_archive = AUTO_ARCHIVE_OFF
@@ -108,6 +118,7 @@ def load_seed(path: str | Path) -> Seed:
     for move in activity:
         if move.run_id not in seeded:
             problems.append(f"[[activity]]: run {move.run_id} is not among the [[runs]]")
+    behaviour = _behaviour(data.get("sandbox", {}), problems)
     if problems:
         raise SeedError(path, problems)
     return Seed(
@@ -117,7 +128,30 @@ def load_seed(path: str | Path) -> Seed:
         runs=tuple(runs),
         auto_archive=auto_archive,
         activity=tuple(activity),
+        behaviour=behaviour,
     )
+
+
+def _behaviour(table: Any, problems: list[str]) -> Behaviour:
+    """The [sandbox] table's switches over the defaults; problems are added to `problems`."""
+    if not isinstance(table, dict):
+        problems.append("sandbox must be a table ([sandbox])")
+        return DEFAULT_BEHAVIOUR
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        switch = BY_KEY.get(key)
+        if switch is None:
+            problems.append(f"[sandbox]: unknown key {key!r} (known: {', '.join(sorted(BY_KEY))})")
+            continue
+        try:
+            values[switch.name] = switch.convert(value)
+        except ValueError as exc:
+            problems.append(f"[sandbox] {key}: {exc}")
+    try:
+        return Behaviour(**values)
+    except ValueError as exc:
+        problems.append(f"[sandbox]: {exc}")
+        return DEFAULT_BEHAVIOUR
 
 
 def _run(table: dict[str, Any], where: str, problems: list[str]) -> SandboxRun | None:

@@ -69,7 +69,11 @@ class RunRecord:
         """The run as the API shows it: every documented field, users and groups always present,
         and the tags relation when asked for (`with=tags`)."""
         complete = self.status == "complete"
-        percent = 100 if complete else 40
+        progress = {
+            "complete": 5 if complete else 2,
+            "total": 5,
+            "percent": 100 if complete else 40,
+        }
         relations: dict[str, Any] = {}
         if with_tags:
             # A seeded tag is one string, shown as both the tag's id and its title.
@@ -82,8 +86,9 @@ class RunRecord:
             "name": self.name,
             "summary": self.summary,
             "status": self.shown_status(archive_sets_status),
-            "progress": {"complete": 5 if complete else 2, "total": 5, "percent": percent},
-            "whole_progress": percent,
+            # Objects, as the get and list pages show them (the archive page's number is not).
+            "progress": progress,
+            "whole_progress": dict(progress),
             "started_by": self.owner_id,
             "owner_id": self.owner_id,
             "prerun": dict(self.prerun),
