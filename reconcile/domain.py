@@ -59,6 +59,7 @@ class ObservedRun:
     archived_at: str | None
     last_updated: str | None
     checklist_id: str | None = None
+    checklist_title: str | None = None
     owner_id: int | None = None
     started_at: str | None = None
     tags: tuple[Tag, ...] = ()

@@ -7,7 +7,10 @@ ReconcileError
 │   ├── AuthError         401 or 403: the token is refused or lacks a permission
 │   ├── NotFoundError     404 for a path or resource
 │   ├── RateLimitError    429 answers outlasted the retry deadline
-│   └── BadResponseError  a response that is not what the API documents (HTML, bad JSON, wrong run)
+│   └── BadResponseError  an answer that is not what the API documents (HTML, bad JSON, wrong run,
+│                         a redirect or other unexpected status, too large, cut off)
+├── WriteCancelled        a write was not sent because apply was interrupted (never shown: apply
+│                         reports the change as not started)
 ├── UnknownRunsError      declared runs that the organization does not have
 ├── SafetyError           a safety gate refused before any write (exit code 3)
 └── PlanFileError         a saved plan (`plan --out`) is unreadable or malformed
@@ -95,6 +98,14 @@ class BadResponseError(ApiError):
     """The response does not match what the API documents."""
 
 
+class WriteCancelled(ReconcileError):
+    """A write was waiting for its turn (a 429 pause, the rate budget) when apply was stopped,
+    so it was not sent; the API did nothing for it."""
+
+    def __init__(self) -> None:
+        super().__init__("The write was not sent: apply was interrupted while it waited.")
+
+
 class UnknownRunsError(ReconcileError):
     """Declared runs that the organization does not have, even among its archived runs."""
 
@@ -104,7 +115,7 @@ class UnknownRunsError(ReconcileError):
         super().__init__(
             f"{len(run_ids)} declared run(s) do not exist in organization {org_id}, neither active "
             f"nor archived (checked with GET and the archived listing). Remove them from the state "
-            f"file or fix the ID; nothing was written:\n{listed}"
+            f"file (`reconcile refresh --prune` does) or fix the ID; nothing was written:\n{listed}"
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,12 +27,14 @@ from reconcile.attribution import attach, attributed_changes, needs_setting, tim
 from reconcile.config import Flags, Settings, resolve
 from reconcile.domain import ObservedRun
 from reconcile.drift import add_unmanaged, label_changes, read_baseline
-from reconcile.errors import ApiError, ConfigError
+from reconcile.errors import ApiError, ConfigError, UnknownRunsError
 from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
 from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
+from reconcile.refresh import Refreshed, check_editable, refresh_text
 from reconcile.safety import (
     check_before_writes,
+    check_saved_checksum,
     check_target,
     parse_checksum,
     remaining,
@@ -142,8 +145,6 @@ def apply(
     finishes. A set `stop` lets no new write start; while the writes run, SIGINT and SIGTERM set
     it (see Interruption)."""
     environ = os.environ if environ is None else environ
-    if saved_plan is not None and expected_checksum is not None:
-        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
     if expected_checksum is not None:
         expected_checksum = parse_checksum(expected_checksum)
 
@@ -153,6 +154,8 @@ def apply(
             settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         else:
             saved = load_plan(saved_plan)
+            if expected_checksum is not None:
+                check_saved_checksum(saved, str(saved_plan), expected_checksum)
             # The organization may come from the plan; the API URL never does, so that a plan
             # file cannot send the token to another server.
             file = TallyfySettings(org_id=saved.org_id)
@@ -166,8 +169,10 @@ def apply(
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
                 on_plan(planned)
+            # A saved plan's checksum was checked as it was read: what is left of it may be less.
+            live_checksum = expected_checksum if saved_plan is None else None
             check_before_writes(
-                planned, expected_checksum=expected_checksum, force=force, max_changes=max_changes
+                planned, expected_checksum=live_checksum, force=force, max_changes=max_changes
             )
             if before_writes is not None:
                 before_writes(planned)
@@ -207,6 +212,61 @@ def import_runs(
     if imported.written:
         written.write_text(imported.text)
     return imported
+
+
+def refresh(
+    state_path: Path | str,
+    flags: Flags | None = None,
+    *,
+    prune: bool = False,
+    names: bool = False,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+    connect: Connect = connect,
+    on_read: Progress | None = None,
+) -> Refreshed:
+    """Rewrite the state file in place so that each declaration says what Tallyfy says now: the
+    run's live state (with `names`, its live name for an outdated label; with `prune`, no
+    declaration for a run the organization no longer has). Read-only towards Tallyfy. The file's
+    form and the destination are checked before the first request; with `dry_run` nothing is
+    written."""
+    environ = os.environ if environ is None else environ
+    path = Path(state_path)
+    state = load_state(path)
+    text = _text_of(path, state, "while it was read")
+    check_editable(text, str(path), names=names)
+    written = None if dry_run else destination(path)
+    settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
+
+    async def read() -> dict[str, ObservedRun]:
+        async with connect(settings) as client:
+            try:
+                return await observe(client, state.runs, settings.fetch, on_read)
+            except UnknownRunsError as exc:
+                if not prune:
+                    raise
+                gone = set(exc.run_ids)
+                rest = [run for run in state.runs if run.run_id not in gone]
+                return await observe(client, rest, settings.fetch, on_read)
+
+    observed = asyncio.run(read())
+    refreshed = refresh_text(text, str(path), state.runs, observed, prune=prune, names=names)
+    if written is None or not refreshed.changed:
+        return refreshed
+    _text_of(path, state, "while refresh read Tallyfy")
+    written.write_text(refreshed.after)
+    return replace(refreshed, written=True)
+
+
+def _text_of(path: Path, state: StateFile, when: str) -> str:
+    """The text of the file `state` was read from; ConfigError if the file is not that now."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if hashlib.sha256(raw).hexdigest() != state.sha256:
+        raise ConfigError(f"{path} changed {when}; it was not written. Run refresh again.")
+    return raw.decode("utf-8")
 
 
 def _target(settings: Settings) -> dict[str, str]:

@@ -3,7 +3,8 @@ anything is written. A plan with no changes is an ordinary plan."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -76,6 +77,44 @@ class Change(PlannedRun):
         return Action.ARCHIVE if self.target is RunState.ARCHIVED else Action.ACTIVATE
 
 
+GroupKey = str | int | None
+SUMMARY_ABOVE = 20
+"""Text and Markdown summarise the changes by blueprint and by owner when there are more."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """The changes that share a blueprint or an owner. `id` is None for runs the API did not
+    say it of; `title` is the blueprint's title when the API gives one (it gives no owner names)."""
+
+    id: GroupKey
+    title: str | None
+    count: int
+
+
+def _groups(
+    changes: Iterable[Change], key: Callable[[ObservedRun], tuple[GroupKey, str | None]]
+) -> tuple[Group, ...]:
+    counts: Counter[GroupKey] = Counter()
+    titles: dict[GroupKey, str] = {}
+    for change in changes:
+        group, title = key(change.observed)
+        counts[group] += 1
+        if title:
+            titles.setdefault(group, title)
+    # Largest first; ties in a stable order, with the runs the API said nothing of last.
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, str(item[0])))
+    return tuple(Group(group, titles.get(group), count) for group, count in ordered)
+
+
+def _blueprint(run: ObservedRun) -> tuple[GroupKey, str | None]:
+    return run.checklist_id, run.checklist_title
+
+
+def _owner(run: ObservedRun) -> tuple[GroupKey, str | None]:
+    return run.owner_id, None
+
+
 @dataclass(frozen=True)
 class SavedPlan:
     """Where a plan applied with `apply --plan` came from, and how much of it was left to do."""
@@ -142,6 +181,21 @@ class Plan:
             if run.label_outdated
         )
         return labels + self.notices
+
+    @property
+    def by_blueprint(self) -> tuple[Group, ...]:
+        """The changes counted by the blueprint their run was launched from, largest first."""
+        return _groups(self.changes, _blueprint)
+
+    @property
+    def by_owner(self) -> tuple[Group, ...]:
+        """The changes counted by their run's owner, largest first."""
+        return _groups(self.changes, _owner)
+
+    @property
+    def summarised(self) -> bool:
+        """Whether text and Markdown show the groups: a long plan is read by its groups first."""
+        return len(self.changes) > SUMMARY_ABOVE
 
     def count_reason(self, reason: Reason) -> int:
         return sum(1 for change in self.changes if change.reason is reason)

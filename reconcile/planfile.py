@@ -18,7 +18,7 @@ from typing import Any
 from reconcile import __version__
 from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
 from reconcile.errors import PlanFileError, SafetyError
-from reconcile.plan import Action, Change, Plan, PlannedRun
+from reconcile.plan import Action, Change, Group, Plan, PlannedRun
 from reconcile.state import SafetySettings, StateFileRef
 
 FORMAT_VERSION = 1
@@ -62,6 +62,8 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             "activate": plan.count(Action.ACTIVATE),
             "unchanged": len(plan.unchanged),
             "declared": plan.declared,
+            "by_blueprint": [_group(group) for group in plan.by_blueprint],
+            "by_owner": [_group(group) for group in plan.by_owner],
         },
         "warnings": [*plan.warnings, *warnings],
         "baseline": plan.baseline,
@@ -70,6 +72,10 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
                 **_entry(change),
                 "action": change.action.value,
                 "reason": None if change.reason is None else change.reason.value,
+                # What the groups count, so that a saved plan shows them too.
+                "checklist_id": change.observed.checklist_id,
+                "checklist_title": change.observed.checklist_title,
+                "owner_id": change.observed.owner_id,
                 **_attribution(change),
             }
             for change in plan.changes
@@ -95,6 +101,10 @@ def _attribution(change: Change) -> dict[str, Any]:
     }
 
 
+def _group(group: Group) -> dict[str, Any]:
+    return {"id": group.id, "title": group.title, "count": group.count}
+
+
 def _entry(run: PlannedRun) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -113,9 +123,15 @@ def load_plan(path: Path) -> Plan:
     """Read a saved plan. PlanFileError if it is not one; SafetyError if its checksum does not
     match its changes (the file was edited after it was made)."""
     try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanFileError(f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes.")
-        raw = json.loads(path.read_bytes())
+        # A bounded read, not the size on disk: /dev/zero or a pipe has none and never ends.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise PlanFileError(
+                f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes (read up to that); "
+                "it is not a plan `reconcile plan --out` wrote."
+            )
+        raw = json.loads(data)
     except OSError as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc.strerror}.") from None
     except ValueError as exc:
@@ -157,6 +173,12 @@ class _Reader:
             self.problems.append(f"{where}{key}: missing or not a {_kind_name(kind)}")
             return None
         return value
+
+    def optional(self, table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+        """A field plans written before it existed do not have."""
+        if table.get(key) is None:
+            return None
+        return self.field(table, key, kind, where)
 
     def plan(self, raw: Any) -> Plan:
         if not isinstance(raw, dict):
@@ -216,7 +238,17 @@ class _Reader:
         )
         current, desired = (self.state(entry, key, where) for key in ("current", "desired"))
         found = _SOURCE.fullmatch(source)
-        observed = ObservedRun(run_id, name, status, archived_at, last_updated)
+        blueprint, title = (self.optional(entry, key, str, where) for key in _GROUPED)
+        observed = ObservedRun(
+            run_id,
+            name,
+            status,
+            archived_at,
+            last_updated,
+            checklist_id=blueprint,
+            checklist_title=title,
+            owner_id=self.optional(entry, "owner_id", int, where),
+        )
         planned = PlannedRun(
             DesiredRun(
                 run_id=run_id,
@@ -247,6 +279,7 @@ class _Reader:
 
 
 _PERCENTS = ("max_archive_percent", "max_activate_percent")
+_GROUPED = ("checklist_id", "checklist_title")
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -1,4 +1,5 @@
-"""Edit a state file's text in place: new states, updated labels, and the removal of runs.
+"""`reconcile refresh`: accept the live state into the state file, by editing its text in place
+(new states, updated labels, the removal of runs that are gone).
 
 tomli-w would write the whole document anew and lose every comment, so the text is scanned here
 and only the bytes that change are replaced: a state or a `name` value, or the lines of a
@@ -10,19 +11,15 @@ is how reconcile and people write them. Anything else is refused with its line, 
 from __future__ import annotations
 
 import bisect
-import json
+import difflib
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, TypeVar
 
-import tomli
-
-from reconcile.domain import RunState
+from reconcile.domain import DesiredRun, ObservedRun, RunState
 from reconcile.errors import Problem, StateFileError
+from reconcile.tomltext import Kind, Unreadable, Value, scan
 
-_T = TypeVar("_T")
-Kind = Literal["basic", "literal", "multiline", "array", "table", "other"]
 _FORMS: dict[Kind, str] = {
     "basic": "a string",
     "literal": "a string",
@@ -32,19 +29,116 @@ _FORMS: dict[Kind, str] = {
     "other": "a number, boolean or date",
 }
 _WS = " \t"
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-_SCALAR = re.compile(r"\d{4}-\d{2}-\d{2} (?=\d\d:)[^\s,\]}#]+|[^\s,\]}#]+")
-# Most lines of a large file are `<run id> = "state"`: one match reads them whole.
-_SIMPLE = re.compile(
-    r"""[ \t]*([A-Za-z0-9_-]+)[ \t]*=[ \t]*("[^"\\\r\n]*"|'[^'\r\n]*')"""
-    r"[ \t]*(?:\#[^\r\n]*)?(?:\r?\n|\Z)"
-)
-_SIMPLE_HEADER = re.compile(
-    r"[ \t]*\[[ \t]*([A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*)[ \t]*\]"
-    r"[ \t]*(?:#[^\r\n]*)?(?:\r?\n|\Z)"
-)
-_EMPTY = re.compile(r"[ \t]*(?:#[^\r\n]*)?(?:\r?\n|\Z)")
-_ESCAPES = {"\x7f": "\\u007f"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What refresh found, and the state file's text before and after."""
+
+    path: str
+    before: str
+    after: str
+    accepted: tuple[tuple[DesiredRun, RunState], ...]
+    """Declarations whose state changes to the run's live state, in file order."""
+    relabelled: tuple[tuple[DesiredRun, str], ...]
+    """Declarations whose `name` label changes to the run's live name (with --names)."""
+    gone: tuple[DesiredRun, ...]
+    """Declared runs the organization does not have (removed with --prune)."""
+    pruned: bool
+    written: bool
+    """Whether the file was rewritten (never with --dry-run, nor when nothing changes)."""
+
+    @property
+    def changed(self) -> bool:
+        return self.after != self.before
+
+    def diff(self) -> str:
+        """The change to the file as a unified diff (empty when there is none)."""
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile=f"a/{self.path}",
+                tofile=f"b/{self.path}",
+            )
+        )
+
+    def summary(self) -> str:
+        """One sentence: what changed in the file, or that nothing did."""
+        archived = sum(1 for _, state in self.accepted if state is RunState.ARCHIVED)
+        parts = []
+        if self.accepted:
+            parts.append(
+                f"{_count(len(self.accepted), 'state')} accepted from Tallyfy ({archived} now "
+                f"archived, {len(self.accepted) - archived} now active)"
+            )
+        if self.relabelled:
+            parts.append(f"{_count(len(self.relabelled), 'label')} updated")
+        if self.gone and self.pruned:
+            parts.append(f"{_count(len(self.gone), 'run')} gone from Tallyfy removed")
+        if self.changed:
+            verb = "was" if self.written else "would be"
+            said = f"{self.path} {verb} refreshed: {'; '.join(parts)}"
+        else:
+            said = f"No changes: {self.path} matches Tallyfy"
+        if self.gone and not self.pruned:
+            said += (
+                f". {_count(len(self.gone), 'declared run')} the organization does not have "
+                "stayed in the file (--prune removes them)"
+            )
+        return said + "."
+
+
+def refresh_text(
+    text: str,
+    path: str,
+    declared: Collection[DesiredRun],
+    observed: Mapping[str, ObservedRun],
+    *,
+    prune: bool = False,
+    names: bool = False,
+) -> Refreshed:
+    """The state file's text with every declaration brought to what Tallyfy says now: the live
+    state of each run in `observed`; with `names`, its live name for a label that differs; with
+    `prune`, no declaration for a run missing from `observed`. Nothing is written here."""
+    accepted, relabelled, gone = [], [], []
+    for run in sorted(declared, key=lambda run: run.source.line or 0):
+        seen = observed.get(run.run_id)
+        if seen is None:
+            gone.append(run)
+            continue
+        if seen.state is not run.state:
+            accepted.append((run, seen.state))
+        if names and run.name is not None and seen.name and seen.name != run.name:
+            relabelled.append((run, seen.name))
+    edits = StateEdits(
+        states={run.run_id: state for run, state in accepted},
+        names={run.run_id: name for run, name in relabelled},
+        prune=frozenset(run.run_id for run in gone) if prune else frozenset(),
+    )
+    return Refreshed(
+        path=path,
+        before=text,
+        after=edit_state(text, path, edits),
+        accepted=tuple(accepted),
+        relabelled=tuple(relabelled),
+        gone=tuple(gone),
+        pruned=prune,
+        written=False,
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -100,30 +194,6 @@ def edit_state(text: str, path: str, edits: StateEdits) -> str:
     return "".join([*pieces, text[done:]])
 
 
-class _Value(NamedTuple):
-    kind: Kind
-    start: int
-    end: int
-    items: tuple[tuple[tuple[str, ...], _Value], ...] = ()
-    """An inline table's keys and values."""
-
-
-class _Statement(NamedTuple):
-    """A `[table]` header (value None) or a `key = value`, with the lines it stands on."""
-
-    path: tuple[str, ...]
-    first: int
-    """Offset of the start of its first line."""
-    last: int
-    """Offset just past its last line's newline."""
-    value: _Value | None
-
-
-class _Unreadable(Exception):
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-
 class _Layout:
     """Where each statement of a TOML text stands."""
 
@@ -132,8 +202,8 @@ class _Layout:
         self.path = path
         self._starts = [0, *(m.end() for m in re.finditer("\n", text))]
         try:
-            self.statements = list(_Scanner(text).statements())
-        except _Unreadable as exc:
+            self.statements = scan(text)
+        except Unreadable as exc:
             message = (
                 "refresh cannot read the form of this line, so it cannot edit the file safely; "
                 "nothing was written"
@@ -156,7 +226,7 @@ class _Layout:
     def runs(self) -> list[str]:
         return list(self._by_run)
 
-    def field(self, run_id: str, name: str) -> _Value | None:
+    def field(self, run_id: str, name: str) -> Value | None:
         """The value of the run's `state` or `name`, in whichever form the run is declared."""
         for index in self._by_run.get(run_id, ()):
             statement = self.statements[index]
@@ -248,210 +318,17 @@ class _Layout:
 
 
 def _quote(value: str, *, literal: bool) -> str:
-    """A TOML string for `value`: literal ('...') when asked and it can be, else basic ("...")."""
+    """A TOML string for `value`: literal ('...') when asked and it can be, else basic ("...").
+    What is not printable is escaped, so that the file and its diff show it plainly."""
     if literal and "'" not in value and all(c == "\t" or c.isprintable() for c in value):
         return f"'{value}'"
-    # JSON's escapes are TOML's, except that TOML also forbids DEL unescaped.
-    return "".join(_ESCAPES.get(c, c) for c in json.dumps(value, ensure_ascii=False))
+    return '"' + "".join(_escape(c) for c in value) + '"'
 
 
-class _Scanner:
-    """Reads TOML statements with their offsets. The text has parsed as TOML already, so the
-    scanner only finds boundaries; what it does not know raises _Unreadable."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        # A byte-order mark is not part of the first line's statement.
-        self.start = self.pos = 1 if text.startswith("\ufeff") else 0
-        self.table: tuple[str, ...] = ()
-
-    def statements(self) -> Iterator[_Statement]:
-        text = self.text
-        while self.pos < len(text):
-            first = max(text.rfind("\n", 0, self.pos) + 1, self.start)
-            if self.pos == first:
-                simple = _SIMPLE.match(text, first)
-                if simple is not None:
-                    self.pos = simple.end()
-                    kind: Kind = "basic" if simple[2][0] == '"' else "literal"
-                    value = _Value(kind, simple.start(2), simple.end(2))
-                    yield _Statement((*self.table, simple[1]), first, self.pos, value)
-                    continue
-                empty = _EMPTY.match(text, first)
-                if empty is not None:
-                    self.pos = empty.end()
-                    continue
-                header = _SIMPLE_HEADER.match(text, first)
-                if header is not None:
-                    self.pos = header.end()
-                    self.table = tuple(part.strip(_WS) for part in header[1].split("."))
-                    yield _Statement(self.table, first, self.pos, None)
-                    continue
-            self._skip(_WS)
-            if self._at_line_end():
-                continue
-            char = text[self.pos]
-            if char == "[":
-                depth = 2 if text.startswith("[[", self.pos) else 1
-                self.pos += depth
-                self._skip(_WS)
-                self.table = self._key()
-                self._skip(_WS)
-                self._expect("]" * depth)
-                self._end_line()
-                yield _Statement(self.table, first, self.pos, None)
-            else:
-                key = self._key()
-                self._skip(_WS)
-                self._expect("=")
-                self._skip(_WS)
-                value = self._value()
-                self._end_line()
-                yield _Statement((*self.table, *key), first, self.pos, value)
-
-    def _at_line_end(self) -> bool:
-        """Past a comment and the newline if the line holds nothing else."""
-        text = self.text
-        if self.pos < len(text) and text[self.pos] == "#":
-            newline = text.find("\n", self.pos)
-            self.pos = len(text) if newline < 0 else newline
-        if self.pos >= len(text):
-            return True
-        if text.startswith("\r\n", self.pos):
-            self.pos += 2
-            return True
-        if text[self.pos] == "\n":
-            self.pos += 1
-            return True
-        return False
-
-    def _end_line(self) -> None:
-        self._skip(_WS)
-        if not self._at_line_end():
-            raise _Unreadable(self.pos)
-
-    def _skip(self, chars: str) -> None:
-        text = self.text
-        while self.pos < len(text) and text[self.pos] in chars:
-            self.pos += 1
-
-    def _skip_blank(self) -> None:
-        """Whitespace, newlines and comments, as arrays and inline tables allow between items."""
-        while True:
-            self._skip(_WS + "\r\n")
-            if not self.text.startswith("#", self.pos):
-                return
-            self._at_line_end()
-
-    def _expect(self, token: str) -> None:
-        if not self.text.startswith(token, self.pos):
-            raise _Unreadable(self.pos)
-        self.pos += len(token)
-
-    def _key(self) -> tuple[str, ...]:
-        parts = [self._key_part()]
-        self._skip(_WS)
-        while self.text.startswith(".", self.pos):
-            self.pos += 1
-            self._skip(_WS)
-            parts.append(self._key_part())
-            self._skip(_WS)
-        return tuple(parts)
-
-    def _key_part(self) -> str:
-        start = self.pos
-        if self.text.startswith('"', start):
-            self._basic_string()
-            return str(tomli.loads(f"k = {self.text[start : self.pos]}")["k"])
-        if self.text.startswith("'", start):
-            self._literal_string()
-            return self.text[start + 1 : self.pos - 1]
-        bare = _BARE.match(self.text, start)
-        if bare is None:
-            raise _Unreadable(start)
-        self.pos = bare.end()
-        return bare[0]
-
-    def _value(self) -> _Value:
-        text = self.text
-        start = self.pos
-        kind: Kind
-        items: tuple[tuple[tuple[str, ...], _Value], ...] = ()
-        if text.startswith(('"""', "'''"), start):
-            kind = "multiline"
-            self._multiline_string(text[start])
-        elif text.startswith('"', start):
-            kind = "basic"
-            self._basic_string()
-        elif text.startswith("'", start):
-            kind = "literal"
-            self._literal_string()
-        elif text.startswith("[", start):
-            kind = "array"
-            self._items("]", self._value)
-        elif text.startswith("{", start):
-            kind = "table"
-            items = tuple(self._items("}", self._pair))
-        else:
-            kind = "other"
-            scalar = _SCALAR.match(text, start)
-            if scalar is None:
-                raise _Unreadable(start)
-            self.pos = scalar.end()
-        return _Value(kind, start, self.pos, items)
-
-    def _pair(self) -> tuple[tuple[str, ...], _Value]:
-        key = self._key()
-        self._skip(_WS)
-        self._expect("=")
-        self._skip(_WS)
-        return key, self._value()
-
-    def _items(self, close: str, item: Callable[[], _T]) -> list[_T]:
-        """The comma-separated items of an array or inline table, up to `close`."""
-        self.pos += 1
-        found: list[_T] = []
-        while True:
-            self._skip_blank()
-            if self.text.startswith(close, self.pos):
-                self.pos += 1
-                return found
-            found.append(item())
-            self._skip_blank()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-            elif not self.text.startswith(close, self.pos):
-                raise _Unreadable(self.pos)
-
-    def _basic_string(self) -> None:
-        text = self.text
-        index = self.pos + 1
-        while index < len(text) and text[index] not in '"\n':
-            index += 2 if text[index] == "\\" else 1
-        if index >= len(text) or text[index] != '"':
-            raise _Unreadable(self.pos)
-        self.pos = index + 1
-
-    def _literal_string(self) -> None:
-        end = self.text.find("'", self.pos + 1)
-        if end < 0 or "\n" in self.text[self.pos : end]:
-            raise _Unreadable(self.pos)
-        self.pos = end + 1
-
-    def _multiline_string(self, quote: str) -> None:
-        text = self.text
-        delimiter = quote * 3
-        index = self.pos + 3
-        while index < len(text):
-            if quote == '"' and text[index] == "\\":
-                index += 2
-            elif text.startswith(delimiter, index):
-                # Up to two quotes right before the delimiter belong to the string.
-                end = index + 3
-                while end < len(text) and end < index + 5 and text[end] == quote:
-                    end += 1
-                self.pos = end
-                return
-            else:
-                index += 1
-        raise _Unreadable(self.pos)
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -90,6 +90,17 @@ def check_checksum(plan: Plan, expected: str) -> None:
         )
 
 
+def check_saved_checksum(plan: Plan, path: str, expected: str) -> None:
+    """SafetyError unless the saved plan is the one whose checksum was reviewed. The file's own
+    checksum only proves it is whole: whoever can write the file can recompute it."""
+    if checksum(plan) != expected:
+        raise SafetyError(
+            f"The plan file {path} has the checksum {checksum(plan)}, not the reviewed {expected}: "
+            "it is not the plan that was reviewed (made again, or edited and its checksum "
+            "recomputed). Nothing was written; apply the reviewed plan or review this one."
+        )
+
+
 def check_target(plan: Plan, path: str, *, org_id: str, api_url: str) -> None:
     """SafetyError unless the saved plan was made for this organization and API."""
     if (plan.org_id, plan.api_url) != (org_id, api_url):

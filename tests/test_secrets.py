@@ -4,15 +4,9 @@ conftest.py check every other test for a leaked token and for forbidden requests
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import ssl
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +24,7 @@ from tests.conftest import (
     check_no_secret,
     sandbox_states,
 )
+from tests.helpers import self_signed, tls_in_front
 
 EXAMPLE = ROOT / "state.example.toml"
 SECRET = "tok-9f8e7d6c5b4a3f2e1d0c"  # a token the sandbox does not accept
@@ -153,79 +148,8 @@ def test_plain_http_is_refused_off_loopback(sandbox: Sandbox, cli_env: str, url:
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1 (needs the openssl command)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-@contextlib.contextmanager
-def tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
-    """A TLS endpoint on loopback that forwards to the sandbox's plain-HTTP port."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def forward(connection: socket.socket) -> None:
-        connection.settimeout(5)  # a client that never finishes its handshake gives up a thread
-        try:
-            secured = context.wrap_socket(connection, server_side=True)
-        except OSError:  # SSLError included: the client refused our certificate
-            connection.close()
-            return
-        secured.settimeout(None)
-        upstream = socket.create_connection(("127.0.0.1", port))
-        threading.Thread(target=pump, args=(upstream, secured), daemon=True).start()
-        pump(secured, upstream)
-
-    def accept() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return  # the listener was closed
-            threading.Thread(target=forward, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
+    """A throwaway self-signed certificate for 127.0.0.1."""
+    return self_signed(tmp_path, "IP:127.0.0.1")
 
 
 def test_tls_is_verified_and_a_ca_bundle_comes_from_ssl_cert_file(

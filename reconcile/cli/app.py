@@ -28,10 +28,12 @@ EXIT_CHANGES = 2
 EXIT_REFUSED = 3
 EXIT_CODES = """\b
 Exit codes:
-  0  success (for plan --detailed-exitcode: no changes)
+  0  success (for plan --detailed-exitcode: no changes; for refresh
+     --detailed-exitcode: the file does not change)
   1  error: bad input (including bad options), API failure, or any change
      that failed
-  2  plan --detailed-exitcode only: changes are present (not a failure)
+  2  plan --detailed-exitcode only: changes are present; refresh
+     --detailed-exitcode only: the file changed or would (not a failure)
   3  refused by a safety gate before any write (e.g. apply without a terminal
      or --auto-approve); nothing was written
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM; apply started no new
@@ -184,7 +186,8 @@ def connection_options(f: F, *, fetch: bool = True) -> F:
             type=click.FloatRange(min=0, min_open=True),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for each answer before treating the request as failed.",
+            help="Seconds each answer may take, from the request to its last byte, before the "
+            "request counts as failed.",
         ),
     ]
     for option in reversed(options):

@@ -167,14 +167,15 @@ def plan(
     "plan_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Apply exactly the changes of this saved plan (from plan --out) instead of planning "
-    "from STATE_FILE; refused if any run moved since. Counts as approval.",
+    "from STATE_FILE; refused if any run moved since. Counts as approval: give --checksum too "
+    "to bind it to the reviewed plan.",
 )
 @click.option(
     "--checksum",
     "expected_checksum",
     metavar="HEX",
-    help="Plan live and apply only if the plan's checksum is this one (as printed by plan). "
-    "Counts as approval.",
+    help="Apply only the plan whose checksum is this one, as the reviewed plan printed it: "
+    "the live plan, or with --plan the saved one. Counts as approval.",
 )
 @click.option("--force", is_flag=True, help="Apply even when a safety gate refuses the plan.")
 @click.option(

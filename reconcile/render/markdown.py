@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
-from reconcile.plan import Plan, Reason
+from reconcile.plan import Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.origin import Origin
 from reconcile.render.sanitize import clean
@@ -72,7 +72,12 @@ def render_plan_markdown(
         digest = checksum(plan)
         command = f"reconcile apply {shlex.quote(plan.state_file.path)} --checksum {digest}"
         foot = ["", f"Checksum: `{digest}` ({_code(command, FIELD_LIMIT + 100)})"]
-    budget = BUDGET - _size(head) - _size(foot) - 4 * _NOTE_ROOM
+    budget = BUDGET - _size(head) - _size(foot) - 6 * _NOTE_ROOM
+    if plan.summarised:
+        for kind, found in (("blueprint", plan.by_blueprint), ("owner", plan.by_owner)):
+            rows = (f"| {_group_cell(kind, group)} | {group.count:,} |" for group in found)
+            table, shown, budget = _table([kind, "changes"], rows, budget)
+            head += table + _cut(f"{kind}s", shown, len(found))
     labelled = plan.baseline is not None
     attributed = any(moved_phrase(change) for change in plan.changes)
     columns = ["action", "run", "name", "current -> desired", "source"]
@@ -147,6 +152,14 @@ def render_apply_markdown(
     )
     body += _cut("changes (failures are listed first)", shown, len(ordered))
     stream.write("\n".join([*head, *body]) + "\n")
+
+
+def _group_cell(kind: str, group: Group) -> str:
+    if group.id is None:
+        return f"_no {kind}_"
+    if group.title:
+        return f"{_cell(group.title)} ({_code(str(group.id))})"
+    return _code(str(group.id))
 
 
 def _origin_lines(origin: Origin | None) -> list[str]:

@@ -7,11 +7,12 @@ from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
 from reconcile.attribution import Cause
-from reconcile.plan import Action, Change, Plan, Reason
+from reconcile.plan import Action, Change, Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.sanitize import clean, quoted
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
+GROUPS_SHOWN = 10  # and this many blueprints and owners in a long plan's summary
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 _ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
 
@@ -106,6 +107,28 @@ def _baseline_lines(plan: Plan) -> list[str]:
     ]
 
 
+def _group_label(kind: str, group: Group) -> str:
+    """`blueprint 'Onboarding' (3f2a...)`, `owner 17`, or `no owner` when the API gave none."""
+    if group.id is None:
+        return f"no {kind}"
+    if group.title:
+        return f"{kind} {quoted(group.title)} ({clean(str(group.id))})"
+    return f"{kind} {clean(str(group.id))}"
+
+
+def _group_lines(plan: Plan) -> list[str]:
+    if not plan.summarised:
+        return []
+    lines = []
+    for kind, groups in (("blueprint", plan.by_blueprint), ("owner", plan.by_owner)):
+        lines.append(f"{len(plan.changes)} changes by {kind}:")
+        lines += [f"  {g.count:>6}  {_group_label(kind, g)}" for g in groups[:GROUPS_SHOWN]]
+        if len(groups) > GROUPS_SHOWN:
+            rest = groups[GROUPS_SHOWN:]
+            lines.append(f"  {sum(g.count for g in rest):>6}  in {len(rest)} more {kind}s")
+    return lines
+
+
 def _unmanaged_lines(plan: Plan) -> list[str]:
     if plan.unmanaged is None:
         return []
@@ -139,6 +162,7 @@ def render_plan(
     notes = [f"Warning: {clean(warning)}." for warning in plan.warnings]
     notes += [f"Warning: apply would refuse: {clean(warning)}" for warning in warnings]
     sections = [
+        _group_lines(plan),
         [change_line(change, colour) for change in plan.changes],
         [_paint(note, "yellow", colour) for note in notes],
         _baseline_lines(plan),

@@ -166,6 +166,7 @@ class SandboxRun:
     status: str = "active"
     archived_at: str | None = None
     checklist_id: str = DEFAULT_CHECKLIST_ID
+    checklist_title: str = "Sandbox blueprint"
     owner_id: int = 1
     started_at: str = DEFAULT_TIMESTAMP
     created_at: str = DEFAULT_TIMESTAMP

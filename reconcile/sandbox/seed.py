@@ -39,7 +39,7 @@ DEMO_SEED = Path(__file__).with_name("demo-org.toml")
 """The demo organization, shipped with the package: what `reconcile sandbox` serves by default."""
 _ORG_KEYS = frozenset({"id", "name", "token", "auto_archive", "auto_archive_processes_after"})
 _TIMESTAMPS = ("archived_at", "started_at", "created_at", "last_updated", "completed_at")
-_STRINGS = ("status", "checklist_id")
+_STRINGS = ("status", "checklist_id", "checklist_title")
 _RUN_KEYS = frozenset(
     {"id", "name", "owner_id", "tags", "users", "groups", *_TIMESTAMPS, *_STRINGS}
 )

@@ -30,6 +30,7 @@ class RunRecord:
     status: str
     archived_at: str | None
     checklist_id: str
+    checklist_title: str
     owner_id: int
     started_at: str
     created_at: str
@@ -82,7 +83,7 @@ class RunRecord:
             "id": self.id,
             "increment_id": self.increment_id,
             "checklist_id": self.checklist_id,
-            "checklist_title": "Sandbox blueprint",
+            "checklist_title": self.checklist_title,
             "name": self.name,
             "summary": self.summary,
             "status": self.shown_status(archive_sets_status),
@@ -155,6 +156,7 @@ class RunStore:
                 status=run.status,
                 archived_at=run.archived_at,
                 checklist_id=run.checklist_id,
+                checklist_title=run.checklist_title,
                 owner_id=run.owner_id,
                 started_at=run.started_at,
                 created_at=run.created_at,

@@ -1,0 +1,226 @@
+"""`reconcile refresh` end to end against the sandbox over HTTP: it accepts the live state into the
+file, changes nothing else, never writes to Tallyfy, and leaves a file that plans no change."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconcile.cli import cli
+from reconcile.config import TOKEN_ENV
+from reconcile.sandbox import Sandbox, SandboxRun, serve
+from tests.conftest import DEMO_IDS, ORG, ROOT, TOKEN
+
+EXAMPLE = ROOT / "state.example.toml"
+GONE = "0123456789abcdef" * 2
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)
+
+
+def writes(sandbox: Sandbox) -> list[str]:
+    return [f"{r.method} {r.path}" for r in sandbox.requests if r.method not in ("GET", "HEAD")]
+
+
+def test_refresh_changes_only_the_drifted_values_and_keeps_every_other_byte(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_bytes(EXAMPLE.read_bytes())
+    before = EXAMPLE.read_text().splitlines(keepends=True)
+    drifted = run("plan", str(state), "--format", "json")
+    assert drifted.exit_code == 0
+
+    refreshed = run("refresh", str(state), "--detailed-exitcode")
+
+    assert refreshed.exit_code == 2, refreshed.output
+    after = state.read_text().splitlines(keepends=True)
+    assert len(after) == len(before)
+    changed = {n for n, (old, new) in enumerate(zip(before, after, strict=True)) if old != new}
+    # The demo organization differs from the example file on three runs (two to archive, one to
+    # activate); each is a short line whose value alone changes, its comment kept.
+    assert [after[n].split("=")[0] for n in sorted(changed)] == [
+        before[n].split("=")[0] for n in sorted(changed)
+    ]
+    assert len(changed) == 3
+    assert all(after[n].split('"')[2] == before[n].split('"')[2] for n in changed)
+    assert refreshed.output.endswith(
+        f"{state} was refreshed: 3 states accepted from Tallyfy (1 now archived, 2 now active).\n"
+    )
+    assert refreshed.output.startswith(f"--- a/{state}\n+++ b/{state}\n")
+    assert writes(sandbox) == []
+    assert run("plan", str(state), "--detailed-exitcode").exit_code == 0
+    again = run("refresh", str(state), "--detailed-exitcode")
+    assert (again.exit_code, again.output) == (0, f"No changes: {state} matches Tallyfy.\n")
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_bytes(EXAMPLE.read_bytes())
+    stamp = state.stat().st_mtime_ns
+    result = run("refresh", str(state), "--dry-run", "--detailed-exitcode")
+    assert result.exit_code == 2
+    assert f'+{DEMO_IDS[0]} = "active"     # short form\n' in result.output
+    assert result.output.endswith(
+        f"{state} would be refreshed: 3 states accepted from Tallyfy (1 now archived, "
+        "2 now active).\n"
+    )
+    assert state.read_bytes() == EXAMPLE.read_bytes()
+    assert state.stat().st_mtime_ns == stamp
+    assert run("refresh", str(state), "--dry-run").exit_code == 0
+
+
+def test_names_updates_outdated_labels_written_as_toml_strings(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    odd = 'Q1 "review"\\ \u202e\x07 done'
+    sandbox.add_runs([SandboxRun(id=GONE, name=odd)])
+    state = tmp_path / "state.toml"
+    state.write_text(
+        f"[runs.{GONE}]\nstate = 'active'\nname = 'old label' # label\n"
+        f"[runs.{DEMO_IDS[1]}]\nstate = 'archived'\nname = 'Unchanged label'\n"
+    )
+    assert run("refresh", str(state)).exit_code == 0
+    assert "name = 'old label'" in state.read_text()
+
+    result = run("refresh", str(state), "--names")
+    assert result.exit_code == 0, result.output
+    assert state.read_text().splitlines()[2] == (
+        'name = "Q1 \\"review\\"\\\\ \\u202e\\u0007 done" # label'
+    )
+    assert "\u202e" not in result.output
+    assert run("plan", str(state), "--format", "json").exit_code == 0
+    labelled = run("validate", str(state))
+    assert labelled.exit_code == 0
+
+
+def test_prune_removes_gone_runs_and_then_the_plan_has_no_changes(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    text = EXAMPLE.read_text() + f'\n# Retired\n[runs.{GONE}]\n# gone soon\nstate = "active"\n'
+    state.write_text(text)
+
+    refused = run("refresh", str(state))
+    assert refused.exit_code == 1
+    assert f"{state}:40: {GONE}" in refused.output
+    assert "`reconcile refresh --prune` does" in refused.output
+    assert state.read_text() == text
+
+    pruned = run("refresh", str(state), "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert state.read_text().endswith("\n# Retired\n")
+    assert "1 run gone from Tallyfy removed" in pruned.output
+    assert run("plan", str(state), "--detailed-exitcode").exit_code == 0
+    assert writes(sandbox) == []
+
+
+def test_a_file_refresh_cannot_edit_is_refused_before_any_request(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    text = f'# inline\nruns = {{ {DEMO_IDS[0]} = "archived" }}\n'
+    state.write_text(text)
+    result = run("refresh", str(state))
+    assert result.exit_code == 1
+    assert f"{state}:2: [runs] [runs] is written as an inline table" in result.output
+    assert "Traceback" not in result.output
+    assert sandbox.requests == []
+    assert state.read_text() == text
+
+    link = tmp_path / "link.toml"
+    state.write_text(EXAMPLE.read_text())
+    link.symlink_to(state)
+    result = run("refresh", str(link))
+    assert result.exit_code == 1
+    assert "symbolic link" in result.output
+    assert sandbox.requests == []
+
+
+Line = tuple[str, str | None, str | None]
+"""A line of a generated state file, the run whose declaration it belongs to, and which of the
+run's values it holds ("state", "name" or None)."""
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[list[SandboxRun], list[Line]]:
+    """Runs in the organization (archived or not), and a state file that declares them and runs
+    the organization does not have, in both forms, with comments, in any state."""
+    count = draw(st.integers(1, 12))
+    ids = [f"{0xC0000000 + n:032x}" for n in range(count)]
+    exists = [n == 0 or draw(st.booleans()) for n in range(count)]
+    runs = [
+        SandboxRun(
+            id=run_id,
+            name=f"Run {n}",
+            archived_at="2026-01-01T00:00:00.000Z" if draw(st.booleans()) else None,
+        )
+        for n, run_id in enumerate(ids)
+        if exists[n]
+    ]
+    short: list[Line] = [("[runs]", None, None)]
+    long: list[Line] = []
+    for n, run_id in enumerate(ids):
+        state = draw(st.sampled_from(["archived", "active"]))
+        comment = draw(st.sampled_from(["", "  # why", "\n# about the next one"]))
+        inline, below = comment.split("\n") if "\n" in comment else (comment, None)
+        if draw(st.booleans()):
+            short.append((f'{run_id} = "{state}"{inline}', run_id, "state"))
+            if below is not None:
+                short.append((below, None, None))
+        else:
+            long += [
+                ("", None, None),
+                (f"# Run {n}", None, None),
+                (f"[runs.{run_id}]", run_id, None),
+            ]
+            long.append((f'state = "{state}"{inline}', run_id, "state"))
+            if below is not None:
+                long.append((below, run_id, None))
+            long.append(('name = "x"', run_id, "name"))
+    return runs, short + long
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(), names=st.booleans())
+def test_after_refresh_prune_the_plan_has_no_changes(
+    world: tuple[list[SandboxRun], list[Line]],
+    names: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    runs, lines = world
+    sandbox = Sandbox(ORG, TOKEN, runs)
+    state = tmp_path_factory.mktemp("refresh") / "state.toml"
+    state.write_text("".join(line + "\n" for line, _, _ in lines))
+    with serve(sandbox) as served:
+        env = {"TALLYFY_API_URL": served.url, "TALLYFY_ORG_ID": ORG, TOKEN_ENV: TOKEN}
+        args = ["refresh", str(state), "--prune", *(["--names"] if names else [])]
+        refreshed = run(*args, env=env)
+        assert refreshed.exit_code == 0, refreshed.output
+        planned = run("plan", str(state), "--detailed-exitcode", env=env)
+        assert planned.exit_code == 0, planned.output
+        again = run(*args, "--detailed-exitcode", env=env)
+        assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+
+    live = {run.id: run for run in runs}
+    expected = []
+    for text, run_id, value in lines:
+        if run_id is not None and run_id not in live:
+            continue
+        line = text
+        if value == "state" and run_id is not None:
+            now = "archived" if live[run_id].archived_at else "active"
+            line = re.sub('"(archived|active)"', f'"{now}"', text)
+        if value == "name" and names and run_id is not None:
+            line = f'name = "{live[run_id].name}"'
+        expected.append(line + "\n")
+    assert state.read_text() == "".join(expected)
