@@ -24,11 +24,14 @@ from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
 from reconcile.attribution import attach, attributed_changes, needs_setting, timestamp
+from reconcile.baseline import read_baseline
 from reconcile.config import Flags, Settings, resolve
+from reconcile.differences import compare_declarations, declared
 from reconcile.domain import ObservedRun
-from reconcile.drift import add_unmanaged, label_changes, read_baseline
+from reconcile.drift import label_changes
 from reconcile.errors import ApiError, ConfigError, UnknownRunsError
-from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
+from reconcile.importer import Imported, Mode, build_import, existing_file
+from reconcile.listing import select_runs
 from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
@@ -40,11 +43,13 @@ from reconcile.safety import (
     remaining,
     tripped,
 )
+from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
 from reconcile.tallyfy.client import PAGE_SIZE
 from reconcile.tallyfy.observe import Progress
+from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
 Connect = Callable[[Settings], TallyfyClient]
@@ -106,7 +111,8 @@ def plan(
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
             if before is not None:
-                planned = label_changes(planned, before)
+                edits = compare_declarations(declared(before), declared(state))
+                planned = replace(label_changes(planned, before), declarations=edits)
             return await _attributed(client, planned, state, feed=attribution, moves=moves)
 
     return asyncio.run(run())

@@ -12,10 +12,12 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
+from reconcile.differences import DeclarationChanges
 from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
 from reconcile.errors import PlanFileError, SafetyError
 from reconcile.plan import Action, Change, Group, Plan, PlannedRun
@@ -67,6 +69,7 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
         },
         "warnings": [*plan.warnings, *warnings],
         "baseline": plan.baseline,
+        "declarations": None if plan.declarations is None else _declarations(plan.declarations),
         "changes": [
             {
                 **_entry(change),
@@ -98,6 +101,14 @@ def _attribution(change: Change) -> dict[str, Any]:
     return {
         "moved_by": None if told is None or told.moved_by is None else told.moved_by.to_json(),
         "cause": None if told is None else told.cause.value,
+    }
+
+
+def _declarations(edits: DeclarationChanges) -> dict[str, Any]:
+    return {
+        "added": [asdict(declaration) for declaration in edits.added],
+        "removed": [asdict(declaration) for declaration in edits.removed],
+        "changed": [asdict(change) for change in edits.changed],
     }
 
 

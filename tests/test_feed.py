@@ -18,7 +18,7 @@ from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.model import zulu
 from reconcile.sandbox.organization import AutoArchive
-from tests.conftest import DEMO_IDS, write_state
+from tests.helpers import DEMO_IDS, write_state
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 FEED = "activity-feeds"
