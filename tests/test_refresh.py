@@ -11,10 +11,13 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile import pipeline
 from reconcile.cli import cli
-from reconcile.config import TOKEN_ENV
+from reconcile.config import TOKEN_ENV, Flags, Settings
+from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox, SandboxRun, serve
-from tests.conftest import DEMO_IDS, ORG, ROOT, TOKEN
+from reconcile.tallyfy import TallyfyClient
+from tests.conftest import DEMO_IDS, ORG, ROOT, TOKEN, sandbox_connect
 
 EXAMPLE = ROOT / "state.example.toml"
 GONE = "0123456789abcdef" * 2
@@ -224,3 +227,23 @@ def test_after_refresh_prune_the_plan_has_no_changes(
             line = f'name = "{live[run_id].name}"'
         expected.append(line + "\n")
     assert state.read_text() == "".join(expected)
+
+
+def test_a_file_edited_while_tallyfy_is_read_is_not_overwritten(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_bytes(EXAMPLE.read_bytes())
+    edited = EXAMPLE.read_text() + "# someone's edit\n"
+    reach = sandbox_connect(sandbox)
+
+    def connect(settings: Settings) -> TallyfyClient:
+        # Someone saves the file while refresh reads the organization.
+        state.write_text(edited)
+        return reach(settings)
+
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    with pytest.raises(ConfigError, match="changed while refresh read Tallyfy; it was not written"):
+        pipeline.refresh(state, flags, environ={TOKEN_ENV: TOKEN}, connect=connect)
+    assert state.read_text() == edited
+    assert [r.method for r in sandbox.requests] == ["GET"] * len(sandbox.requests)
