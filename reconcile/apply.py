@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from reconcile.domain import ObservedRun
-from reconcile.errors import ApiError, BadResponseError
+from reconcile.errors import ApiError, BadResponseError, WriteCancelled
 from reconcile.plan import Action, Change, Plan
 from reconcile.tallyfy import TallyfyClient, reread
+from reconcile.tallyfy.tasks import gather
 
 WRITE_ATTEMPTS = 3
 
@@ -119,7 +120,7 @@ async def apply_plan(
             if on_result is not None:
                 on_result(results[index])
 
-    await asyncio.gather(*(worker() for _ in range(min(client.parallelism, len(plan.changes)))))
+    await gather(*(worker() for _ in range(min(client.parallelism, len(plan.changes)))))
     ordered = tuple(results[index] for index in range(len(plan.changes)))
     return ApplyReport(results=ordered, stopped=stop.is_set())
 
@@ -128,10 +129,17 @@ async def _carry_out(client: TallyfyClient, change: Change, stop: asyncio.Event)
     write = client.archive if change.action is Action.ARCHIVE else client.activate
     done = "archived" if change.action is Action.ARCHIVE else "activated"
     writes = 0
+    unsettled = ""  # why the previous write, re-read as not done, is being sent again
     while True:
         writes += 1
         try:
-            run = await write(change.run_id)
+            run = await write(change.run_id, stop)
+        except WriteCancelled:
+            # The API did nothing for this attempt: it was never sent, or refused with a 429.
+            if writes == 1:
+                return Result(change, ok=False, detail="not started", writes=0)
+            detail = f"{unsettled} A re-read showed it not done; interrupted, so not sent again."
+            return Result(change, ok=False, detail=detail, writes=writes - 1)
         except ApiError as exc:
             # After a 5xx, a dropped connection or an unreadable answer the write may or may not
             # have happened; a 404/422 may be the API's answer to a write that was a no-op.
@@ -148,6 +156,7 @@ async def _carry_out(client: TallyfyClient, change: Change, stop: asyncio.Event)
                 return Result(change, True, f"{done} (confirmed by re-reading)", writes, now)
             if ambiguous and writes < WRITE_ATTEMPTS:
                 if not stop.is_set():
+                    unsettled = str(exc)
                     continue
                 detail = f"{exc} A re-read showed it not done; interrupted, so not sent again."
                 return Result(change, ok=False, detail=detail, writes=writes, observed=now)

@@ -73,7 +73,10 @@ def resolve_target(
     settings: TallyfySettings,
 ) -> Target:
     """Pick the API URL and organization by precedence and check both."""
-    api_url = api_url_flag or environ.get(API_URL_ENV) or settings.api_url or DEFAULT_API_URL
+    chosen = api_url_flag or environ.get(API_URL_ENV)
+    if not chosen and settings.api_url:
+        check_file_api_url(settings.api_url)
+    api_url = chosen or settings.api_url or DEFAULT_API_URL
     org_id = org_flag or environ.get(ORG_ENV) or settings.org_id
     if not org_id:
         raise ConfigError(
@@ -115,12 +118,32 @@ def _first(*values: int | None) -> int:
 def check_api_url(url: str) -> str:
     """Accept https anywhere and plain http only on loopback, so a token never crosses a network
     in clear text. Returns the URL without a trailing slash."""
-    parts = urlsplit(url)
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        # urlsplit would drop a line break silently, and httpx refuse it with a traceback.
+        raise ConfigError(
+            f"API URL {url!r} holds white space or a control character (a line break copied "
+            f"with it?); give the URL alone, e.g. {DEFAULT_API_URL}."
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"API URL {url!r} has a port that is not a number from 1 to 65535, or a malformed "
+            f"[IPv6] address; e.g. {DEFAULT_API_URL} or http://127.0.0.1:8080/api."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "The API URL carries a user name or password; give the URL without them (the token "
+            f"goes in {TOKEN_ENV} or --token-file)."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"API URL {url!r} is not an http(s) URL, e.g. {DEFAULT_API_URL}.")
     if parts.query or parts.fragment:
         raise ConfigError(f"API URL {url!r} must not carry a query or fragment.")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"API URL {url!r} uses plain http to a host that is not loopback; the access token "
             "would cross the network unencrypted. Use https (plain http is allowed only for "
@@ -129,7 +152,26 @@ def check_api_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def check_file_api_url(url: str) -> None:
+    """A state file's `api_url` may name only Tallyfy (https, tallyfy.com or a host below it) or
+    loopback (the sandbox). A state file is edited in pull requests, and the token goes wherever
+    the API URL points; any other API is chosen by whoever runs the command, with --api-url or
+    TALLYFY_API_URL."""
+    parts = urlsplit(check_api_url(url))
+    host = parts.hostname or ""
+    tallyfy = host == "tallyfy.com" or host.endswith(".tallyfy.com")
+    if not ((parts.scheme == "https" and tallyfy) or is_loopback(host)):
+        raise ConfigError(
+            f"The state file's [tallyfy] api_url {url!r} is not a Tallyfy host (https://"
+            "go.tallyfy.com or another host below tallyfy.com) nor loopback, so it was not used: "
+            "the access token goes wherever the API URL points, and a state file is edited in "
+            "pull requests. To use another API, give it with --api-url or TALLYFY_API_URL where "
+            "the command is run. Nothing was sent."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a host that traffic never leaves the machine for."""
     if host == "localhost":
         return True
     try:

@@ -7,7 +7,10 @@ ReconcileError
 │   ├── AuthError         401 or 403: the token is refused or lacks a permission
 │   ├── NotFoundError     404 for a path or resource
 │   ├── RateLimitError    429 answers outlasted the retry deadline
-│   └── BadResponseError  a response that is not what the API documents (HTML, bad JSON, wrong run)
+│   └── BadResponseError  an answer that is not what the API documents (HTML, bad JSON, wrong run,
+│                         a redirect or other unexpected status, too large, cut off)
+├── WriteCancelled        a write was not sent because apply was interrupted (never shown: apply
+│                         reports the change as not started)
 ├── UnknownRunsError      declared runs that the organization does not have
 ├── SafetyError           a safety gate refused before any write (exit code 3)
 └── PlanFileError         a saved plan (`plan --out`) is unreadable or malformed
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from reconcile.render.sanitize import clean
 
 
 class ReconcileError(Exception):
@@ -75,7 +80,9 @@ class ApiError(ReconcileError):
         request = f"{method} {path}"
         parts.append(f"(request: {request}" + (f", HTTP {status})" if status is not None else ")"))
         if api_message:
-            parts.append(f'The API said: "{api_message}".')
+            # Cleaned here, where it is quoted: a line break in it must not pass for a line of
+            # the message when the CLI prints it.
+            parts.append(f'The API said: "{clean(api_message)}".')
         super().__init__(" ".join(parts))
 
 
@@ -93,6 +100,14 @@ class RateLimitError(ApiError):
 
 class BadResponseError(ApiError):
     """The response does not match what the API documents."""
+
+
+class WriteCancelled(ReconcileError):
+    """A write was waiting for its turn (a 429 pause, the rate budget) when apply was stopped,
+    so it was not sent; the API did nothing for it."""
+
+    def __init__(self) -> None:
+        super().__init__("The write was not sent: apply was interrupted while it waited.")
 
 
 class UnknownRunsError(ReconcileError):

@@ -22,24 +22,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile.baseline import read_baseline
 from reconcile.config import Flags, Settings, resolve
+from reconcile.differences import compare_declarations, declared
 from reconcile.domain import ObservedRun
-from reconcile.drift import add_unmanaged, label_changes, read_baseline
+from reconcile.drift import label_changes
 from reconcile.errors import ConfigError, UnknownRunsError
-from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
+from reconcile.importer import Imported, Mode, build_import, existing_file
+from reconcile.listing import select_runs
 from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
 from reconcile.safety import (
     check_before_writes,
+    check_saved_checksum,
     check_target,
     parse_checksum,
     remaining,
     tripped,
 )
+from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.observe import Progress
+from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
 Connect = Callable[[Settings], TallyfyClient]
@@ -89,7 +95,10 @@ def plan(
             planned = await _read_and_plan(client, state, settings, on_read)
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
-        return planned if before is None else label_changes(planned, before)
+        if before is None:
+            return planned
+        edits = compare_declarations(declared(before), declared(state))
+        return replace(label_changes(planned, before), declarations=edits)
 
     return asyncio.run(run())
 
@@ -127,8 +136,6 @@ def apply(
     finishes. A set `stop` lets no new write start; while the writes run, SIGINT and SIGTERM set
     it (see Interruption)."""
     environ = os.environ if environ is None else environ
-    if saved_plan is not None and expected_checksum is not None:
-        raise ConfigError("Give --plan or --checksum, not both: each names the reviewed plan.")
     if expected_checksum is not None:
         expected_checksum = parse_checksum(expected_checksum)
 
@@ -138,6 +145,8 @@ def apply(
             settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         else:
             saved = load_plan(saved_plan)
+            if expected_checksum is not None:
+                check_saved_checksum(saved, str(saved_plan), expected_checksum)
             # The organization may come from the plan; the API URL never does, so that a plan
             # file cannot send the token to another server.
             file = TallyfySettings(org_id=saved.org_id)
@@ -150,8 +159,10 @@ def apply(
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
                 on_plan(planned)
+            # A saved plan's checksum was checked as it was read: what is left of it may be less.
+            live_checksum = expected_checksum if saved_plan is None else None
             check_before_writes(
-                planned, expected_checksum=expected_checksum, force=force, max_changes=max_changes
+                planned, expected_checksum=live_checksum, force=force, max_changes=max_changes
             )
             if before_writes is not None:
                 before_writes(planned)

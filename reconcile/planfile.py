@@ -12,10 +12,12 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
+from reconcile.differences import DeclarationChanges
 from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
 from reconcile.errors import PlanFileError, SafetyError
 from reconcile.plan import Action, Change, Group, Plan, PlannedRun
@@ -67,6 +69,7 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
         },
         "warnings": [*plan.warnings, *warnings],
         "baseline": plan.baseline,
+        "declarations": None if plan.declarations is None else _declarations(plan.declarations),
         "changes": [
             {
                 **_entry(change),
@@ -87,6 +90,14 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             for run in plan.unmanaged
         ],
         "checksum": checksum(plan),
+    }
+
+
+def _declarations(edits: DeclarationChanges) -> dict[str, Any]:
+    return {
+        "added": [asdict(declaration) for declaration in edits.added],
+        "removed": [asdict(declaration) for declaration in edits.removed],
+        "changed": [asdict(change) for change in edits.changed],
     }
 
 
@@ -112,9 +123,15 @@ def load_plan(path: Path) -> Plan:
     """Read a saved plan. PlanFileError if it is not one; SafetyError if its checksum does not
     match its changes (the file was edited after it was made)."""
     try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanFileError(f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes.")
-        raw = json.loads(path.read_bytes())
+        # A bounded read, not the size on disk: /dev/zero or a pipe has none and never ends.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise PlanFileError(
+                f"The plan file {path} is larger than {MAX_PLAN_BYTES} bytes (read up to that); "
+                "it is not a plan `reconcile plan --out` wrote."
+            )
+        raw = json.loads(data)
     except OSError as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc.strerror}.") from None
     except ValueError as exc:

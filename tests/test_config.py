@@ -28,7 +28,7 @@ ORG_FLAG, ORG_ENV, ORG_FILE = "a" * 32, "b" * 32, "c" * 32
 
 
 def test_flag_beats_environment_beats_file_beats_default() -> None:
-    settings = TallyfySettings(org_id=ORG_FILE, api_url="https://file.example/api")
+    settings = TallyfySettings(org_id=ORG_FILE, api_url="https://eu.tallyfy.com/api")
     env = {"TALLYFY_ORG_ID": ORG_ENV, "TALLYFY_API_URL": "https://env.example/api/"}
     assert resolve_target(
         api_url_flag="https://flag.example/api", org_flag=ORG_FLAG, environ=env, settings=settings
@@ -38,7 +38,7 @@ def test_flag_beats_environment_beats_file_beats_default() -> None:
     ) == Target("https://env.example/api", ORG_ENV)
     assert resolve_target(
         api_url_flag=None, org_flag=None, environ={}, settings=settings
-    ) == Target("https://file.example/api", ORG_FILE)
+    ) == Target("https://eu.tallyfy.com/api", ORG_FILE)
     assert resolve_target(
         api_url_flag=None, org_flag=None, environ={}, settings=TallyfySettings(org_id=ORG_FILE)
     ) == Target(DEFAULT_API_URL, ORG_FILE)

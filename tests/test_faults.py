@@ -5,34 +5,27 @@ output says, what the sandbox saw, and its final state."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from reconcile.apply import ApplyReport, apply_plan
-from reconcile.cli import cli
 from reconcile.errors import ApiError, RateLimitError
 from reconcile.plan import build_plan
 from reconcile.sandbox import Fault, Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import RetryPolicy, observe
-from tests.conftest import (
+from tests.helpers import (
     DEMO_ARCHIVED,
     DEMO_IDS,
     ORG,
     ROOT,
-    TOKEN,
-    check_no_secret,
     client_for,
+    interrupt_apply,
+    run,
     sandbox_states,
     write_state,
 )
@@ -41,10 +34,6 @@ EXAMPLE = ROOT / "state.example.toml"
 CHANGED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
 LONGER = 5.0  # a delay the in-process client never waits out: it times out first
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def writes_by_status(sandbox: Sandbox) -> Counter[int]:
@@ -263,31 +252,6 @@ def test_an_unusable_answer_stops_before_any_write(
 # --- Ctrl-C and SIGTERM -----------------------------------------------------------------------
 
 
-def interrupt_apply(
-    served: str, args: list[str], signum: int, ready: Callable[[], bool]
-) -> tuple[int, str, str]:
-    """Run `reconcile apply --auto-approve ARGS` in a process of its own against the served
-    sandbox, send it `signum` once `ready()` holds (or it ended, or 60 s passed), and return its
-    exit code and output, checked for the token."""
-    env = {
-        **os.environ,
-        "TALLYFY_API_URL": served,
-        "TALLYFY_ORG_ID": ORG,
-        "TALLYFY_ACCESS_TOKEN": TOKEN,
-    }
-    command = [sys.executable, "-m", "reconcile", "apply", "--auto-approve", *args]
-    with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        give_up = time.monotonic() + 60
-        while not ready() and process.poll() is None and time.monotonic() < give_up:
-            time.sleep(0.01)
-        process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=60)
-    check_no_secret(stdout + stderr, "the output of an interrupted apply")
-    return process.returncode, stdout, stderr
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_new_writes_and_the_report_matches_the_sandbox(
     sandbox: Sandbox, served: str, tmp_path: Path, signum: int, code: int
@@ -323,6 +287,30 @@ def test_a_signal_stops_new_writes_and_the_report_matches_the_sandbox(
     assert sandbox_states(sandbox, DEMO_IDS) == {
         run_id: state if run_id in written else flipped[state] for run_id, state in desired.items()
     }
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_the_writes_waiting_out_a_429(
+    sandbox: Sandbox, served: str, tmp_path: Path, signum: int, code: int
+) -> None:
+    """Every write is answered 429 with `Retry-After: 30`, and the signal comes once the sandbox
+    has refused one. The writes waiting out the pause are cancelled at once rather than sent when
+    it ends: the command ends long before 30 s, the sandbox carried out nothing, and every change
+    is reported not started (a 429 means the API did nothing)."""
+    for method in ("DELETE", "PUT"):
+        sandbox.inject(Fault("status", method=method, status=429, retry_after=30, times=1000))
+    desired = {rid: "active" if rid in DEMO_ARCHIVED else "archived" for rid in DEMO_IDS}
+    path = write_state(tmp_path / "state.toml", desired)
+    before = sandbox_states(sandbox, DEMO_IDS)
+    returncode, stdout, stderr = interrupt_apply(
+        served, [str(path), "--parallelism", "2"], signum, lambda: bool(sandbox.writes), timeout=20
+    )
+    assert returncode == code, stdout + stderr
+    assert sandbox.writes
+    assert all(write.status == 429 for write in sandbox.writes)
+    assert len(sandbox.writes) <= 2, "only the writes on the wire when the pause began"
+    assert sandbox_states(sandbox, DEMO_IDS) == before
+    assert "Apply interrupted: 0 archived, 0 activated, 0 failed, 10 not started." in stdout
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, -15)])

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
+from reconcile.planfile import MAX_PLAN_BYTES
 from reconcile.sandbox import Fault, Sandbox, serve
-from tests.conftest import DEMO_IDS, ORG, ROOT, sandbox_states
+from tests.helpers import DEMO_IDS, ORG, ROOT, run, sandbox_states, within
 
 EXAMPLE = ROOT / "state.example.toml"
 REVIEWED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def save_plan(tmp_path: Path) -> Path:
@@ -102,6 +98,14 @@ def test_runs_that_moved_since_the_plan_are_refused_before_any_write(
     assert moved[0].startswith(f"  {DEMO_IDS[2]} ({EXAMPLE}:16): planned from archived (status ")
     assert f"{DEMO_IDS[4]} ({EXAMPLE}:18): planned from active" in moved[1]
     assert ", now archived (status archived" in moved[1]
+    before, stamp = "'2026-02-02T16:20:00.000Z'", r"'2026-[0-9-]+T[0-9:.]+Z'"
+    assert re.search(
+        rf"\); changed: archived_at {before} -> {stamp}, last_updated {before} -> {stamp}$",
+        moved[0],
+    )
+    changed = moved[1].split("; changed: ")[1]
+    assert changed.startswith("archived_at None -> '")
+    assert ", status 'active' -> 'archived', last_updated '" in changed
     assert sandbox.writes == []
     assert all(r.method == "GET" for r in sandbox.requests)
 
@@ -169,6 +173,57 @@ def test_an_edited_plan_file_is_refused(sandbox: Sandbox, cli_env: str, tmp_path
         "`reconcile plan --out` wrote it"
     )
     assert sandbox.writes == []
+
+
+def test_a_resealed_plan_is_never_applied_as_the_reviewed_one(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    """The file's checksum proves it is whole, not that it was reviewed: a plan edited and
+    resealed (its checksum recomputed) is refused when apply is given the reviewed checksum, the
+    one the pull-request comment printed. The reviewed file itself applies, and again after part
+    of it was done (what is left is checked against the whole reviewed plan)."""
+    out = save_plan(tmp_path)
+    reviewed = json.loads(out.read_text())["checksum"]
+    resealed = tmp_path / "resealed.json"
+    resealed.write_text(out.read_text())
+
+    def reseal(document: dict[str, Any]) -> None:
+        document["changes"] = document["changes"][:1]
+        document["checksum"] = canonical_checksum(document["changes"])
+
+    edit(resealed, reseal)
+    sandbox.clear_log()
+    refused = run("apply", "--plan", str(resealed), "--checksum", reviewed)
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith(
+        f"Error: The plan file {resealed} has the checksum "
+        f"{canonical_checksum(json.loads(resealed.read_text())['changes'])}, not the reviewed "
+        f"{reviewed}: it is not the plan that was reviewed"
+    )
+    assert sandbox.requests == []
+
+    sandbox.set_archived(DEMO_IDS[0], True)  # one change done meanwhile, in the web app
+    applied = run("apply", "--plan", str(out), "--checksum", reviewed.upper())
+    assert applied.exit_code == 0, applied.output
+    assert applied.stdout.startswith(f"Saved plan {out}: 3 changes reviewed, 1 already done.\n")
+    assert sorted((w.method, w.run_id) for w in sandbox.writes) == [
+        ("DELETE", DEMO_IDS[3]),
+        ("PUT", DEMO_IDS[2]),
+    ]
+    assert sandbox_states(sandbox, tuple(REVIEWED)) == REVIEWED
+
+
+@pytest.mark.parametrize("checksum", [[], ["--checksum", "0" * 64]])
+def test_a_plan_file_that_never_ends_is_refused_after_a_bounded_read(
+    sandbox: Sandbox, cli_env: str, checksum: list[str]
+) -> None:
+    with within(60):
+        result = run("apply", "--plan", "/dev/zero", *checksum)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: The plan file /dev/zero is larger than {MAX_PLAN_BYTES} bytes (read up to that)"
+    )
+    assert sandbox.requests == []
 
 
 @pytest.mark.parametrize(
@@ -247,7 +302,6 @@ def test_apply_checksum_applies_only_the_reviewed_plan(sandbox: Sandbox, cli_env
     ("args", "message"),
     [
         (["--checksum", "abc"], "--checksum 'abc' is not a sha256 checksum"),
-        (["--checksum", "0" * 64, "--plan", "plan.json"], "Give --plan or --checksum, not both"),
     ],
 )
 def test_bad_review_flags(sandbox: Sandbox, cli_env: str, args: list[str], message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import ssl
 import time
@@ -20,19 +21,20 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-import orjson
 
 from reconcile import __version__
 from reconcile.config import Target, Token
 from reconcile.domain import ObservedRun
-from reconcile.errors import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    NotFoundError,
-    RateLimitError,
+from reconcile.errors import ApiError, BadResponseError, ConfigError, NotFoundError
+from reconcile.tallyfy.answers import (
+    Answer,
+    AnswerTooLarge,
+    Asked,
+    BoundedBody,
+    UnreadableEncoding,
 )
-from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer
+from reconcile.tallyfy.network import proxy_for
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Turn
 from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
@@ -42,6 +44,8 @@ T = TypeVar("T")
 PageCallback = Callable[[Page], None]
 READ_METHODS = frozenset({"GET", "HEAD"})
 PAGE_SIZE = 100  # the documented cap for per_page
+EXPECTED_STATUS = 200
+"""The only status the API documents for a read, an archive or an activation that worked."""
 
 
 @dataclass(frozen=True)
@@ -81,15 +85,22 @@ class TallyfyClient:
         self._retry = retry
         self.pacer = Pacer(parallelism=parallelism, per_minute=rate_limit, clock=clock)
         self.requests_sent = 0
+        self._timeout = timeout
         self._origin = _origin(target.api_url)
         self._base = httpx.URL(target.api_url + "/")
+        limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or _network_transport(target.api_url, limits),
+            # The environment's proxies are chosen by network.proxy_for, not by httpx, which
+            # would send a plain-http request with the token through a forwarding proxy.
+            trust_env=False,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            limits=limits,
             headers={
                 "Authorization": f"Bearer {token.value}",
                 "Accept": "application/json",
+                # Only gzip, which BoundedBody decompresses with a bound on what it grows to.
+                "Accept-Encoding": "gzip",
                 "X-Tallyfy-Client": "APIClient",
                 "User-Agent": f"reconcile/{__version__}",
             },
@@ -118,16 +129,17 @@ class TallyfyClient:
             return None
         return self._parse(lambda: parse_run(body, run_id), "GET", self._runs_path(run_id), run_id)
 
-    async def archive(self, run_id: str) -> ObservedRun:
-        """Archive (soft-delete) a run: DELETE /runs/{id}."""
+    async def archive(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
+        """Archive (soft-delete) a run: DELETE /runs/{id}. Once `stop` is set the write is no
+        longer sent, even after a 429 (WriteCancelled); a write already sent is finished."""
         path = self._runs_path(run_id)
-        body = await self._send("DELETE", path, run_id=run_id)
+        body = await self._send("DELETE", path, run_id=run_id, stop=stop)
         return self._parse(lambda: parse_run(body, run_id), "DELETE", path, run_id)
 
-    async def activate(self, run_id: str) -> ObservedRun:
-        """Restore an archived run: PUT /runs/{id}/activate."""
+    async def activate(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
+        """Restore an archived run: PUT /runs/{id}/activate. `stop` as for `archive`."""
         path = self._runs_path(run_id) + "/activate"
-        body = await self._send("PUT", path, run_id=run_id)
+        body = await self._send("PUT", path, run_id=run_id, stop=stop)
         return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
@@ -206,9 +218,12 @@ class TallyfyClient:
         *,
         params: Mapping[str, str] | None = None,
         run_id: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> Any:
-        """Send one logical request, retrying as RetryPolicy allows, and return the JSON body."""
+        """Send one logical request, retrying as RetryPolicy allows, and return the JSON body.
+        Once `stop` is set no attempt of it is sent any more (see Pacer.turn)."""
         shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
+        asked = Asked(method, shown, run_id, self._token.value)
         url = self._url(path, params)
         started = time.monotonic()
         # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
@@ -216,11 +231,10 @@ class TallyfyClient:
         attempt = 0
         while True:
             try:
-                async with self.pacer.turn() as turn:
+                async with self.pacer.turn(stop) as turn:
                     self.requests_sent += 1
-                    response = await self._http.request(method, url)
-                    turn.heard(response.status_code, response.headers)
-            except httpx.TransportError as exc:
+                    answer = await self._exchange(method, url, turn)
+            except (httpx.TransportError, TimeoutError) as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)
                 untrusted = _certificate_error(exc)
                 if untrusted is not None:
@@ -228,25 +242,28 @@ class TallyfyClient:
                         f"The API's TLS certificate was not accepted ({untrusted}). Verification "
                         "is always on; if your network re-signs TLS with its own certificate "
                         "authority, point SSL_CERT_FILE at a CA bundle that includes it.",
-                        method=method,
-                        path=shown,
-                        run_id=run_id,
+                        **asked.where,
                     ) from None
                 attempt += 1
                 if method in READ_METHODS and self._may_retry(attempt, started):
                     await asyncio.sleep(self._backoff(attempt))
                     continue
-                raise ApiError(
-                    f"No answer from the API ({type(exc).__name__}: {exc or 'connection failed'})"
-                    + (f" for run {run_id}." if run_id else "."),
-                    method=method,
-                    path=shown,
-                    run_id=run_id,
+                reason = (
+                    f"the whole answer did not arrive within the timeout of {self._timeout:g} s"
+                    if isinstance(exc, TimeoutError)
+                    else f"{type(exc).__name__}: {exc or 'connection failed'}"
+                )
+                message = f"No answer from the API ({reason}){asked.ending}"
+                raise ApiError(message, **asked.where) from None
+            except (AnswerTooLarge, UnreadableEncoding) as exc:
+                log.debug("%s %s -> %s", method, shown, type(exc).__name__)
+                raise BadResponseError(
+                    f"The API's answer was not read to its end: {exc}{asked.ending}", **asked.where
                 ) from None
-            log.debug("%s %s -> %s", method, shown, response.status_code)
-            status = response.status_code
+            log.debug("%s %s -> %s", method, shown, answer.status)
+            status = answer.status
             if status == 429:
-                delay = self._retry_after(response)
+                delay = self._retry_after(answer)
                 self.pacer.pause(delay)
                 if self._may_retry(attempt, started, delay):
                     continue
@@ -256,11 +273,31 @@ class TallyfyClient:
                     await asyncio.sleep(self._backoff(attempt))
                     continue
             if status >= 400:
-                raise self._error(response, method, shown, run_id)
+                raise answer.error(asked, self.target.org_id)
+            if status != EXPECTED_STATUS:
+                raise answer.unexpected(asked)
             # The turn just ended may have woken a request waiting for it: let that one go out
             # before this answer is decoded, rather than leave its connection idle meanwhile.
             await asyncio.sleep(0)
-            return self._json(response, method, shown, run_id)
+            return answer.json(asked)
+
+    async def _exchange(self, method: str, url: httpx.URL, turn: Turn) -> Answer:
+        """One attempt: the request and its whole answer, which must arrive within the timeout
+        (httpx's own timeouts only bound each wait for the next bytes, so an answer trickling a
+        byte at a time would never end) and stay within BoundedBody's bound."""
+        async with asyncio.timeout(self._timeout):
+            async with self._http.stream(method, url) as response:
+                turn.heard(response.status_code, response.headers)
+                if response.is_stream_consumed:
+                    # Built whole in this process (an injected MockTransport): httpx has
+                    # already decoded it, and only the bound is left to check.
+                    body = BoundedBody(None)
+                    body.feed(response.content)
+                else:
+                    body = BoundedBody(response.headers.get("Content-Encoding"))
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
+                return Answer(response.status_code, response.headers, body.content())
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> httpx.URL:
         """The absolute URL of `path` (below the API URL, or absolute) with `params`, parsed once
@@ -279,8 +316,8 @@ class TallyfyClient:
         delay = min(self._retry.backoff_cap, self._retry.backoff_base * 2.0 ** (attempt - 1))
         return delay * random.uniform(0.8, 1.2)
 
-    def _retry_after(self, response: httpx.Response) -> float:
-        value = response.headers.get("Retry-After", "")
+    def _retry_after(self, answer: Answer) -> float:
+        value = answer.headers.get("Retry-After", "")
         try:
             seconds = float(value)
         except ValueError:
@@ -290,77 +327,26 @@ class TallyfyClient:
                 seconds = self._retry.backoff_base
         return min(max(seconds, 0.0), self._retry.max_retry_after)
 
-    def _json(self, response: httpx.Response, method: str, path: str, run_id: str | None) -> Any:
-        try:
-            return orjson.loads(response.content)
-        except ValueError:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise BadResponseError(
-                f"The API answered HTTP {response.status_code} with a body that is not JSON "
-                f"({kind}: {self._snippet(response)!r})"
-                + (f" for run {run_id}." if run_id else "."),
-                method=method,
-                path=path,
-                status=response.status_code,
-                run_id=run_id,
-            ) from None
 
-    def _error(
-        self, response: httpx.Response, method: str, path: str, run_id: str | None
-    ) -> ApiError:
-        status = response.status_code
-        api_message = self._api_message(response)
-        subject = f"run {run_id}" if run_id else f"organization {self.target.org_id}"
-        kwargs: dict[str, Any] = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "run_id": run_id,
-            "api_message": api_message,
-        }
-        if status == 401:
-            return AuthError(
-                "The API refused the access token. Personal access tokens expire after 6 months "
-                "and stop working when their user logs out of the web app; create a new one under "
-                "Settings > Integrations > REST API and set TALLYFY_ACCESS_TOKEN.",
-                **kwargs,
-            )
-        if status == 403:
-            return AuthError(
-                f"The token's user lacks permission for {subject}. Archiving and activating need "
-                "a member or administrator (light users cannot archive), and an application token "
-                "works only for the organization it was issued for.",
-                **kwargs,
-            )
-        if status == 404:
-            return NotFoundError(f"The API does not know {subject}.", **kwargs)
-        if status == 429:
-            return RateLimitError(
-                "The API kept answering 429 (rate limited) past the retry deadline; try again "
-                "later or lower --rate-limit.",
-                **kwargs,
-            )
-        return ApiError(f"The API refused the request for {subject}.", **kwargs)
-
-    def _api_message(self, response: httpx.Response) -> str | None:
-        try:
-            body = orjson.loads(response.content)
-        except ValueError:
-            return self._snippet(response) or None
-        if isinstance(body, dict):
-            message = body.get("message")
-            if isinstance(body.get("error"), dict):
-                message = body["error"].get("message")
-            if isinstance(message, str):
-                return self._redact(message)
-        return None
-
-    def _snippet(self, response: httpx.Response) -> str:
-        text = " ".join(response.text[:120].split())
-        return self._redact(text)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token.value, "***")
+def _network_transport(api_url: str, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """The transport to the real API: through the proxy network.proxy_for allows, if any, with
+    TLS verified against certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set."""
+    proxy = proxy_for(api_url, os.environ)
+    try:
+        # trust_env here only lets httpx read SSL_CERT_FILE and SSL_CERT_DIR.
+        return httpx.AsyncHTTPTransport(
+            limits=limits, proxy=proxy.url if proxy else None, trust_env=True
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "Cannot load the CA certificates that SSL_CERT_FILE or SSL_CERT_DIR points at "
+            f"({exc.strerror or exc}); point it at a readable PEM bundle or unset it."
+        ) from None
+    except (httpx.InvalidURL, ValueError):
+        # httpx's message would quote the URL, password included.
+        raise ConfigError(
+            f"The proxy {proxy} is not a URL httpx can use; check its host name."
+        ) from None
 
 
 def _certificate_error(exc: BaseException) -> str | None:

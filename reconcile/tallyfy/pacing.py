@@ -13,12 +13,18 @@ request occupies the budget from the moment it is sent until 60 seconds after it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
+
+from reconcile.errors import WriteCancelled
+
+T = TypeVar("T")
 
 WINDOW = 60.0
 """The documented rolling window, in seconds."""
@@ -85,10 +91,15 @@ class Pacer:
         return min(known) if known else None
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[Turn]:
-        """Wait until a request may be sent, and hold its place until its answer has arrived."""
-        async with self._slots:
-            await self._wait_for_room()
+    async def turn(self, stop: asyncio.Event | None = None) -> AsyncIterator[Turn]:
+        """Wait until a request may be sent, and hold its place until its answer has arrived.
+        If `stop` is set before the request may go, the wait ends at once with WriteCancelled:
+        a write waiting out a 429 pause or the budget is never sent after an interruption."""
+        await _unless(stop, self._slots.acquire())
+        try:
+            await _unless(stop, self._wait_for_room())
+            if stop is not None and stop.is_set():
+                raise WriteCancelled()
             self._in_flight += 1
             turn = Turn(self, self._clock.now(), self._completed)
             try:
@@ -101,6 +112,8 @@ class Pacer:
                 self._forget(now)
                 heard, self._heard = self._heard, asyncio.Event()
                 heard.set()
+        finally:
+            self._slots.release()
 
     def pause(self, seconds: float) -> None:
         """Send nothing for `seconds` (the server's Retry-After); pauses only ever lengthen."""
@@ -150,6 +163,25 @@ class Pacer:
             if delay <= 0:
                 return
             await self._clock.sleep(delay)
+
+
+async def _unless(stop: asyncio.Event | None, waiting: Awaitable[T]) -> T:
+    """What `waiting` gives, unless `stop` is set first: then WriteCancelled, with `waiting`
+    cancelled. If both happen at once, the result wins (the caller checks `stop` again)."""
+    if stop is None:
+        return await waiting
+    task = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if task.cancelled():
+        raise WriteCancelled()
+    return task.result()
 
 
 def _whole_number(value: str | None) -> int | None:

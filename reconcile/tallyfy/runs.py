@@ -3,7 +3,9 @@ documents. A write is only ever planned from a run that passed these checks."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from reconcile.domain import ID_PATTERN, ObservedRun, Tag
@@ -18,6 +20,13 @@ class Page:
     total_pages: int | None
     total: int | None
     next_url: str | None
+
+
+TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+"""The shapes of `archived_at` Tallyfy sends: ISO 8601 (`2026-01-10T09:00:00.000Z`) or MySQL's
+`2026-01-10 09:00:00`."""
 
 
 class InvalidBody(ValueError):
@@ -75,7 +84,8 @@ def _run(data: Any) -> ObservedRun:
     if "archived_at" not in data:
         raise InvalidBody(f"run {run_id} has no archived_at field, so its state is unknown")
     archived_at = data["archived_at"]
-    if archived_at is not None and not (isinstance(archived_at, str) and archived_at):
+    if archived_at is not None and not _is_timestamp(archived_at):
+        # "null", "0000-00-00 00:00:00", 0 or "" would otherwise read as "archived".
         raise InvalidBody(f"run {run_id} has an archived_at that is not a timestamp or null")
     owner_id = data.get("owner_id")
     return ObservedRun(
@@ -91,6 +101,16 @@ def _run(data: Any) -> ObservedRun:
         tags=_tags(data.get("tags"), run_id),
         completed_at=_text(data, "completed_at"),
     )
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or not TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # a date that does not exist, such as month 00 or year 0000
+        return False
+    return True
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
