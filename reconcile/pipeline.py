@@ -240,7 +240,7 @@ def refresh(
                 return await observe(client, rest, settings.fetch, on_read)
 
     observed = asyncio.run(read())
-    refreshed = refresh_text(text, str(path), state.runs, observed, prune=prune, names=names)
+    refreshed = refresh_text(text, state, observed, prune=prune, names=names)
     if written is None or not refreshed.changed:
         return refreshed
     _text_of(path, state, "while refresh read Tallyfy")

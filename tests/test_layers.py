@@ -15,10 +15,16 @@ PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # The sanitizer imports nothing of reconcile, and every layer's messages need it.
     ("reconcile", "reconcile.errors", "reconcile.domain", "reconcile.render.sanitize"),
-    ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
+    ("reconcile.state", "reconcile.writer", "reconcile.tomltext"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),
-    ("reconcile.plan", "reconcile.differences", "reconcile.selection", "reconcile.attribution"),
+    (
+        "reconcile.plan",
+        "reconcile.differences",
+        "reconcile.selection",
+        "reconcile.attribution",
+        "reconcile.refresh",
+    ),
     (
         "reconcile.planfile",
         "reconcile.safety",

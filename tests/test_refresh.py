@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from reconcile import pipeline
 from reconcile.config import TOKEN_ENV, Flags, Settings
+from reconcile.differences import Declaration, DeclarationChanges, FieldChange
 from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
@@ -241,3 +242,35 @@ def test_a_file_edited_while_tallyfy_is_read_is_not_overwritten(
         pipeline.refresh(state, flags, environ={TOKEN_ENV: TOKEN}, connect=connect)
     assert state.read_text() == edited
     assert [r.method for r in sandbox.requests] == ["GET"] * len(sandbox.requests)
+
+
+def test_the_library_reports_the_change_to_the_declarations(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_text(EXAMPLE.read_text() + f'\n[runs.{GONE}]\nstate = "active"\nname = "Old"\n')
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    refreshed = pipeline.refresh(
+        state,
+        flags,
+        prune=True,
+        dry_run=True,
+        environ={TOKEN_ENV: TOKEN},
+        connect=sandbox_connect(sandbox),
+    )
+    assert refreshed.declarations == DeclarationChanges(
+        added=(),
+        removed=(Declaration(GONE, "active", "Old"),),
+        changed=tuple(
+            sorted(
+                [
+                    FieldChange(DEMO_IDS[0], "state", "archived", "active"),
+                    FieldChange(DEMO_IDS[2], "state", "active", "archived"),
+                    FieldChange(DEMO_IDS[3], "state", "archived", "active"),
+                ],
+                key=lambda change: change.run_id,
+            )
+        ),
+    )
+    assert not refreshed.written
+    assert state.read_text().endswith('name = "Old"\n')
