@@ -30,6 +30,7 @@ from bench.server import (
     run_path,
     sandbox_process,
 )
+from bench.startup import startup
 from bench.world import MOVED_AT, ORG, World
 from reconcile.config import DEFAULT_RATE_LIMIT
 
@@ -41,6 +42,18 @@ MOVED = 5
 """Declared runs moved in the web app before the drift check."""
 SERVER_LIMIT = 120
 """Requests per rolling minute in the rate-limited scenario: the server binds, not the latency."""
+FAQ_LATENCY = 0.100
+FAQ_WINDOWS = ((12, 5.0, "12/5s:get", "12/5s:GET"), (140, 10.0, "140/10s", "140/10s"))
+"""The troubleshooting FAQ's limits, about 12 GETs per 5 s and 140 calls per 10 s: limit, seconds,
+and how the sandbox and the client write each."""
+FAQ_CASES = (
+    ("6a told the FAQ's windows", True, 1),
+    ("6b defaults; the headers describe 12/5s GET", False, 1),
+    ("6c defaults; the headers describe 140/10s", False, 2),
+    ("6d defaults; no rate-limit headers", False, 0),
+)
+"""Scenario 6's runs: name, whether the client is told the windows, and which window the
+sandbox's X-RateLimit-* headers describe (1-based; 0 for none)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,35 @@ def lower_bound(requests: int, *, rate_limit: int = 0) -> float:
     if not rate_limit:
         return network
     return max(network, (requests - 1) // rate_limit * WINDOW + LATENCY)
+
+
+def faq_bound(requests: int) -> float:
+    """Seconds that `requests` GETs need at best under the FAQ's windows: each admits its limit at
+    once, then its limit again each time the window has passed; plus one latency."""
+    return max((requests - 1) // limit * seconds for limit, seconds, _, _ in FAQ_WINDOWS) + (
+        FAQ_LATENCY
+    )
+
+
+def faq_rows(seed: Path, state: Path, requests: int) -> list[Row]:
+    """Scenario 6: scenario 1's plan under the FAQ's windows with 100 ms of latency, each case
+    against a fresh sandbox. The client keeps its default of 600 a minute in every case."""
+    rows = []
+    for name, told, headers in FAQ_CASES:
+        windows = [sandbox for _, _, sandbox, _ in FAQ_WINDOWS]
+        with sandbox_process(
+            seed, latency_ms=FAQ_LATENCY * 1000, windows=windows, headers=headers
+        ) as served:
+            (step,) = child(
+                served,
+                kind="plan",
+                state=str(state),
+                parallelism=PARALLELISM,
+                rate_limit=DEFAULT_RATE_LIMIT,
+                rate_windows=[client for _, _, _, client in FAQ_WINDOWS] if told else [],
+            )
+        rows.append(row(name, step, faq_bound(requests)))
+    return rows
 
 
 def fewest_requests(world: World, declared: int) -> int:
@@ -188,6 +230,24 @@ def render(rows: Sequence[Row], notes: Sequence[str]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+FAQ_NOTE = (
+    f"6: sandbox windows 12/5s (GETs) and 140/10s, {FAQ_LATENCY * 1000:.0f} ms latency; client "
+    f"{DEFAULT_RATE_LIMIT}/min, plus --rate-window 12/5s:GET --rate-window 140/10s in 6a only; "
+    "bound: 12 GETs at once, then 12 more every 5 s."
+)
+
+
+def _alone(args: argparse.Namespace, work: Path) -> str | None:
+    """The output of a measurement run on its own (--differences, --startup, --drift-check)."""
+    if args.differences:
+        return "\n".join(differences.measure(work))
+    if args.startup:
+        return startup(work, max(args.repeat, 20))
+    if args.drift_check:
+        return drift_check(World.generate(20_000, seed=1), work, args.repeat)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the results."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -210,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "organization of 20,000 where 5 moved, against the full plan",
     )
     parser.add_argument(
+        "--faq-limits",
+        action="store_true",
+        help="only run scenario 6 (scenario 1's plan under the FAQ's rate limits; minutes)",
+    )
+    parser.add_argument(
         "--plan-spread",
         action="store_true",
         help="only run scenario 1's plan --repeat times and print every run's ratio to the bound",
@@ -219,22 +284,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="only measure what DeepDiff's explanations cost (plan --baseline, apply --plan)",
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only measure start-up: --version and validate of 1,000 runs against python -c pass",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
-        if args.differences:
-            sys.stdout.write("\n".join(differences.measure(work)) + "\n")
+        alone = _alone(args, work)
+        if alone is not None:
+            sys.stdout.write(alone + "\n")
             return
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")
         state = org.write_state(work / "plan-10k.toml", declared=10_000, drifted=0.1, seed=2)
-        if args.drift_check:
-            sys.stdout.write(drift_check(org, work, args.repeat) + "\n")
-            return
         if args.plan_spread:
             bound = lower_bound(fewest_requests(org, 10_000))
             sys.stdout.write(plan_spread(seed, state, args.repeat, bound) + "\n")
+            return
+        faq = faq_rows(seed, state, fewest_requests(org, 10_000))
+        if args.faq_limits:
+            sys.stdout.write(render(faq, [FAQ_NOTE]) + "\n")
             return
         sample = org.write_state(
             work / "baseline-sample.toml",
@@ -308,10 +380,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             limited,
             lower_bound(plan_requests, rate_limit=SERVER_LIMIT),
         ),
+        *faq,
     ]
     notes = [
         f"Sandbox in its own process, {LATENCY * 1000:.0f} ms latency per request; client "
-        f"parallelism {PARALLELISM}; client rate limit off (0) except in 5.",
+        f"parallelism {PARALLELISM}; client rate limit off (0) except in 5 and 6.",
+        FAQ_NOTE,
         f"Baseline 4a measured on the first {args.baseline_sample:,} of the 10,000 declared runs "
         f"and scaled x{scale:g} (wall, requests, CPU); 4b measured in full.",
         f"Scenarios 1 to 3: the median of {args.repeat} runs (by wall time), each against a "

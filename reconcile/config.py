@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from reconcile.domain import ID_PATTERN
 from reconcile.errors import ConfigError
+from reconcile.ratelimit import Window
 from reconcile.state import SafetySettings, TallyfySettings
 
 DEFAULT_API_URL = "https://go.tallyfy.com/api"
@@ -41,6 +42,7 @@ class Flags:
     fetch: Fetch = "auto"
     parallelism: int | None = None
     rate_limit: int | None = None
+    rate_window: tuple[Window, ...] | None = None
     timeout: float = DEFAULT_TIMEOUT
     max_archive_percent: float | None = None
     max_activate_percent: float | None = None
@@ -71,13 +73,25 @@ def resolve_target(
     org_flag: str | None,
     environ: Mapping[str, str],
     settings: TallyfySettings,
+    bound: bool = True,
 ) -> Target:
-    """Pick the API URL and organization by precedence and check both."""
+    """Pick the API URL and organization by precedence and check both. With `bound`, the
+    settings' org_id is a state file's own and nothing may replace it (see resolve)."""
     chosen = api_url_flag or environ.get(API_URL_ENV)
     if not chosen and settings.api_url:
         check_file_api_url(settings.api_url)
     api_url = chosen or settings.api_url or DEFAULT_API_URL
     org_id = org_flag or environ.get(ORG_ENV) or settings.org_id
+    if bound and settings.org_id and org_id != settings.org_id:
+        # A state file names its organization so that it is never applied to another by a
+        # stray environment variable or flag: that takes editing the file.
+        given, undo = ("--org", "drop --org") if org_flag else (ORG_ENV, f"unset {ORG_ENV}")
+        raise ConfigError(
+            f"The organization given by {given}, {org_id}, is not the state file's org_id, "
+            f"{settings.org_id}. A state file that names its organization is used only with "
+            f"that one: {undo}, or change (or remove) org_id in the file's [tallyfy] table to "
+            "use it with another."
+        )
     if not org_id:
         raise ConfigError(
             f"No organization ID. Pass --org, set {ORG_ENV}, or set org_id in the state file's "
@@ -98,16 +112,23 @@ class Pace:
     parallelism: int
     rate_limit: int
     """Requests per rolling minute; 0 means no limit of our own."""
+    windows: tuple[Window, ...] = ()
+    """More windows of our own, kept besides `rate_limit`."""
 
 
 def resolve_pace(
-    *, parallelism_flag: int | None, rate_limit_flag: int | None, settings: TallyfySettings
+    *,
+    parallelism_flag: int | None,
+    rate_limit_flag: int | None,
+    settings: TallyfySettings,
+    windows_flag: tuple[Window, ...] | None = None,
 ) -> Pace:
     """Flag, then the state file, then the default. Unlike the connection settings these have no
     environment variables: they belong to the organization's state file or to one command."""
     parallelism = _first(parallelism_flag, settings.parallelism, DEFAULT_PARALLELISM)
     rate_limit = _first(rate_limit_flag, settings.rate_limit, DEFAULT_RATE_LIMIT)
-    return Pace(parallelism=parallelism, rate_limit=rate_limit)
+    windows = windows_flag if windows_flag is not None else settings.rate_limits or ()
+    return Pace(parallelism=parallelism, rate_limit=rate_limit, windows=windows)
 
 
 def _first(*values: int | None) -> int:
@@ -234,24 +255,35 @@ def resolve(
     environ: Mapping[str, str],
     tallyfy: TallyfySettings | None = None,
     safety: SafetySettings | None = None,
+    bound: bool = True,
 ) -> Settings:
     """The settings of one command: each value from its flag, else the environment, else the
     state file's [tallyfy] and [safety] tables, else the default. Checked in this order: the
-    organization and API URL, the token, then the rest."""
+    organization and API URL, the token, then the rest. A state file's org_id is `bound`: a flag
+    or the environment naming another organization is refused. Pass bound=False where `tallyfy`
+    only offers a default (a saved plan, an import's existing file), checked by their own rules."""
     flags = flags or Flags()
     tallyfy = tallyfy or TallyfySettings()
     safety = safety or SafetySettings()
     target = resolve_target(
-        api_url_flag=flags.api_url, org_flag=flags.org_id, environ=environ, settings=tallyfy
+        api_url_flag=flags.api_url,
+        org_flag=flags.org_id,
+        environ=environ,
+        settings=tallyfy,
+        bound=bound,
     )
     token = read_token(token_file=flags.token_file, environ=environ)
     pace = resolve_pace(
-        parallelism_flag=flags.parallelism, rate_limit_flag=flags.rate_limit, settings=tallyfy
+        parallelism_flag=flags.parallelism,
+        rate_limit_flag=flags.rate_limit,
+        settings=tallyfy,
+        windows_flag=flags.rate_window,
     )
     limits = SafetySettings(
         max_archive_percent=_first_number(flags.max_archive_percent, safety.max_archive_percent),
         max_activate_percent=_first_number(flags.max_activate_percent, safety.max_activate_percent),
         min_runs=_first(flags.gate_min_runs, safety.min_runs),
+        gone=safety.gone,
     )
     return Settings(target, token, pace, flags.timeout, flags.fetch, limits)
 

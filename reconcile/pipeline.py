@@ -37,6 +37,7 @@ from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
 from reconcile.safety import (
     check_before_writes,
+    check_gone,
     check_saved_checksum,
     check_target,
     parse_checksum,
@@ -48,7 +49,7 @@ from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
 from reconcile.tallyfy.client import PAGE_SIZE
-from reconcile.tallyfy.observe import Progress
+from reconcile.tallyfy.observe import Observation, Progress, read_state
 from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
@@ -64,6 +65,7 @@ def connect(settings: Settings) -> TallyfyClient:
         settings.token,
         parallelism=settings.pace.parallelism,
         rate_limit=settings.pace.rate_limit,
+        rate_limits=settings.pace.windows,
         timeout=settings.timeout,
     )
 
@@ -165,7 +167,9 @@ def apply(
             # The organization may come from the plan; the API URL never does, so that a plan
             # file cannot send the token to another server.
             file = TallyfySettings(org_id=saved.org_id)
-            settings = resolve(flags, environ=environ, tallyfy=file, safety=saved.limits)
+            settings = resolve(
+                flags, environ=environ, tallyfy=file, safety=saved.limits, bound=False
+            )
             check_target(saved, str(saved_plan), **_target(settings))
         async with connect(settings) as client:
             if saved_plan is None:
@@ -205,7 +209,7 @@ def import_runs(
     existing = existing_file(output, mode)
     written = destination(output)
     file = existing.tallyfy if existing is not None else None
-    settings = resolve(flags, environ=environ, tallyfy=file)
+    settings = resolve(flags, environ=environ, tallyfy=file, bound=False)
 
     async def read() -> list[ObservedRun]:
         async with connect(settings) as client:
@@ -244,19 +248,18 @@ def refresh(
     written = None if dry_run else destination(path)
     settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
 
-    async def read() -> dict[str, ObservedRun]:
+    async def read() -> Observation:
         async with connect(settings) as client:
-            try:
-                return await observe(client, state.runs, settings.fetch, on_read)
-            except UnknownRunsError as exc:
-                if not prune:
-                    raise
-                gone = set(exc.run_ids)
-                rest = [run for run in state.runs if run.run_id not in gone]
-                return await observe(client, rest, settings.fetch, on_read)
+            return await read_state(client, state.runs, settings.fetch, on_read)
 
-    observed = asyncio.run(read())
-    refreshed = refresh_text(text, str(path), state.runs, observed, prune=prune, names=names)
+    seen = asyncio.run(read())
+    if seen.gone and not prune:
+        raise UnknownRunsError(
+            [run.run_id for run in seen.gone],
+            settings.target.org_id,
+            [str(run.source) for run in seen.gone],
+        )
+    refreshed = refresh_text(text, state, seen.runs, prune=prune, names=names)
     if written is None or not refreshed.changed:
         return refreshed
     _text_of(path, state, "while refresh read Tallyfy")
@@ -286,10 +289,13 @@ async def _read_and_plan(
     # collector need not re-scan it while the answers of a large read arrive.
     gc.freeze()
     try:
-        observed = await observe(client, state.runs, settings.fetch, on_read)
+        seen = await read_state(client, state.runs, settings.fetch, on_read)
     finally:
         gc.unfreeze()
-    planned = build_plan(state, observed, limits=settings.limits, **_target(settings))
+    check_gone(seen.gone, settings.limits, client.target.org_id)
+    planned = build_plan(
+        state, seen.runs, limits=settings.limits, gone=seen.gone, **_target(settings)
+    )
     return replace(planned, gates=tripped(planned))
 
 

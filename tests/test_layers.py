@@ -13,12 +13,25 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # The sanitizer imports nothing of reconcile, and every layer's messages need it.
-    ("reconcile", "reconcile.errors", "reconcile.domain", "reconcile.render.sanitize"),
-    ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
+    # The sanitizer and the rate-window values import nothing of reconcile; every layer's messages
+    # need the one, the settings the other.
+    (
+        "reconcile",
+        "reconcile.errors",
+        "reconcile.domain",
+        "reconcile.render.sanitize",
+        "reconcile.ratelimit",
+    ),
+    ("reconcile.state", "reconcile.writer", "reconcile.tomltext"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),
-    ("reconcile.plan", "reconcile.differences", "reconcile.selection", "reconcile.attribution"),
+    (
+        "reconcile.plan",
+        "reconcile.differences",
+        "reconcile.selection",
+        "reconcile.attribution",
+        "reconcile.refresh",
+    ),
     (
         "reconcile.planfile",
         "reconcile.safety",

@@ -19,6 +19,7 @@ import click
 from reconcile import __version__
 from reconcile.config import DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, Flags
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
+from reconcile.ratelimit import Window, parse_window
 from reconcile.render.progress import ProgressLine
 from reconcile.render.sanitize import CleanFormatter, clean_lines
 from reconcile.state import MAX_PARALLELISM
@@ -36,7 +37,8 @@ Exit codes:
   2  plan --detailed-exitcode only: changes are present; refresh
      --detailed-exitcode only: the file changed or would (not a failure)
   3  refused by a safety gate before any write (e.g. apply without a terminal
-     or --auto-approve); nothing was written
+     or --auto-approve); nothing was written. plan: apply would refuse
+     this plan (a gate, --max-changes, an empty file)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM; apply started no new
      write after the signal and reports what was done"""
 
@@ -53,6 +55,14 @@ class _Cli(click.Group):
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _usage_errors_exit_1():
             return super().make_context(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug belongs to the group, but it is usually added at the end of the command line
+        # that failed: take it from anywhere before `--`.
+        end = args.index("--") if "--" in args else len(args)
+        found = [arg for arg in args[:end] if arg == "--debug"]
+        rest = [arg for arg in args[:end] if arg != "--debug"] + args[end:]
+        return super().parse_args(ctx, found[:1] + rest)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -110,6 +120,22 @@ def _refuse_contradicting_options(command: click.Command, args: list[str]) -> No
             )
 
 
+class WindowType(click.ParamType[Window]):
+    """A rate-limit window, `LIMIT/PERIOD[:METHOD]`."""
+
+    name = "window"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Window:
+        if isinstance(value, Window):
+            return value
+        try:
+            return parse_window(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class _BadUsage(click.ClickException):
     """A usage error shown exactly as click shows it, with exit code 1."""
 
@@ -130,7 +156,13 @@ def _fail(exc: ReconcileError) -> NoReturn:
 
 @click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconcile")
-@click.option("--debug", is_flag=True, help="Trace requests on stderr and show tracebacks.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="RECONCILE_DEBUG",
+    help="Trace requests on stderr and show tracebacks; anywhere on the command line "
+    "[env RECONCILE_DEBUG=1].",
+)
 def cli(debug: bool) -> None:
     """Declare the state of Tallyfy process runs (archived or active) in a TOML file, then plan
     and apply exactly the API calls that make the organization match it."""
@@ -183,6 +215,15 @@ def connection_options(f: F, *, fetch: bool = True) -> F:
             help=f"Requests per rolling minute, 0 for no limit of our own; the API's Retry-After "
             f"and rate-limit headers are obeyed either way [state file: rate_limit; default "
             f"{DEFAULT_RATE_LIMIT}].",
+        ),
+        click.option(
+            "--rate-window",
+            type=WindowType(),
+            multiple=True,
+            callback=lambda _ctx, _param, value: value or None,
+            metavar="LIMIT/PERIOD[:METHOD]",
+            help="Another limit of our own, kept besides --rate-limit; repeat for several, e.g. "
+            "--rate-window 140/10s --rate-window 12/5s:GET [state file: rate_limits].",
         ),
         click.option(
             "--timeout",
