@@ -293,9 +293,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
-        alone = _alone(args, work)
-        if alone is not None:
-            sys.stdout.write(alone + "\n")
+        only = _alone(args, work)
+        if only is not None:
+            sys.stdout.write(only + "\n")
             return
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")
