@@ -32,7 +32,6 @@ from reconcile.domain import RunState
 from reconcile.errors import ReconcileError, SafetyError
 from reconcile.render.progress import ProgressLine
 from reconcile.state import load_state
-from reconcile.tallyfy.activity import parse_since
 from reconcile.writer import destination
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ def validate(state_files: tuple[Path, ...]) -> None:
 def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
+    from reconcile.tallyfy.activity import parse_since
+
     try:
         return parse_since(value)
     except ValueError as exc:
