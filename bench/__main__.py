@@ -31,13 +31,15 @@ from bench.server import (
     sandbox_process,
 )
 from bench.startup import startup
-from bench.world import ORG, World
+from bench.world import MOVED_AT, ORG, World
 from reconcile.config import DEFAULT_RATE_LIMIT
 
 LATENCY = 0.020
 PARALLELISM = 8
 PAGE_SIZE = 100
 WINDOW = 60.0
+MOVED = 5
+"""Declared runs moved in the web app before the drift check."""
 SERVER_LIMIT = 120
 """Requests per rolling minute in the rate-limited scenario: the server binds, not the latency."""
 FAQ_LATENCY = 0.100
@@ -180,6 +182,39 @@ def plan_spread(seed: Path, state: Path, repeat: int, bound: float) -> str:
     )
 
 
+def drift_check(org: World, work: Path, repeat: int) -> str:
+    """`plan --changed-since` of 10,000 declared runs in `org` after 5 of them moved, and the
+    full plan of the same file, each the median of `repeat` runs against a fresh sandbox."""
+    moved = org.declared(10_000, seed=2)[:MOVED]
+    seed = org.write_seed(work / "org-20k-moved.toml", moved)
+    state = org.write_state(work / "check-10k.toml", declared=10_000, drifted=0.0, seed=2)
+    measured = []
+    for _ in range(repeat):
+        with sandbox_process(seed, latency_ms=LATENCY * 1000) as served:
+            measured.append(
+                child(
+                    served,
+                    kind="drift-check",
+                    state=str(state),
+                    parallelism=PARALLELISM,
+                    changed_since=MOVED_AT[:10],
+                )
+            )
+    check, full = (median(steps) for steps in zip(*measured, strict=True))
+    rows = [
+        # Two rounds at the least: the feed's pages, then one GET per moved run.
+        row(f"drift check: --changed-since, {MOVED} of 10,000 moved", check, 2 * LATENCY),
+        row("full plan of the same file", full, lower_bound(fewest_requests(org, 10_000))),
+    ]
+    notes = [
+        f"Sandbox in its own process, {LATENCY * 1000:.0f} ms latency per request; client "
+        f"parallelism {PARALLELISM}; the median of {repeat} runs, each against a fresh sandbox.",
+        f"Changes found: {check['changes']} by the drift check, {full['changes']} by the full "
+        "plan.",
+    ]
+    return render(rows, notes)
+
+
 def render(rows: Sequence[Row], notes: Sequence[str]) -> str:
     header = (
         f"{'scenario':<58} {'wall s':>8} {'requests':>8} {'bound s':>8} {'x bound':>7} "
@@ -202,6 +237,17 @@ FAQ_NOTE = (
 )
 
 
+def _alone(args: argparse.Namespace, work: Path) -> str | None:
+    """The output of a measurement run on its own (--differences, --startup, --drift-check)."""
+    if args.differences:
+        return "\n".join(differences.measure(work))
+    if args.startup:
+        return startup(work, max(args.repeat, 20))
+    if args.drift_check:
+        return drift_check(World.generate(20_000, seed=1), work, args.repeat)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the results."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -216,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         default=5,
         help="times scenarios 1 to 3 run; the table shows the run with the median wall time",
+    )
+    parser.add_argument(
+        "--drift-check",
+        action="store_true",
+        help="only run the drift check: plan --changed-since of 10,000 declared runs in an "
+        "organization of 20,000 where 5 moved, against the full plan",
     )
     parser.add_argument(
         "--faq-limits",
@@ -241,11 +293,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
-        if args.differences:
-            sys.stdout.write("\n".join(differences.measure(work)) + "\n")
-            return
-        if args.startup:
-            sys.stdout.write(startup(work, max(args.repeat, 20)) + "\n")
+        only = _alone(args, work)
+        if only is not None:
+            sys.stdout.write(only + "\n")
             return
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")

@@ -21,6 +21,7 @@ from reconcile.config import TOKEN_ENV, Flags, Settings, resolve
 from reconcile.plan import Plan
 from reconcile.ratelimit import parse_window
 from reconcile.tallyfy import TallyfyClient
+from reconcile.tallyfy.activity import parse_since
 
 ENVIRON = {TOKEN_ENV: TOKEN}
 
@@ -81,10 +82,16 @@ def _flags(spec: dict[str, Any], parallelism: int) -> Flags:
     )
 
 
-def _plan(spec: dict[str, Any], name: str) -> tuple[Plan, Step]:
+def _plan(spec: dict[str, Any], name: str, changed_since: str | None = None) -> tuple[Plan, Step]:
     """What `reconcile plan` does, without printing: the library's plan."""
     meter = _Meter(spec, spec["parallelism"])
-    plan = pipeline.plan(spec["state"], meter.flags, environ=ENVIRON, connect=meter.connect)
+    plan = pipeline.plan(
+        spec["state"],
+        meter.flags,
+        environ=ENVIRON,
+        connect=meter.connect,
+        changed_since=None if changed_since is None else parse_since(changed_since),
+    )
     return plan, meter.step(name, len(plan.changes))
 
 
@@ -103,6 +110,9 @@ def _apply(spec: dict[str, Any], plan: Plan, parallelism: int) -> Step:
 
 def run(spec: dict[str, Any]) -> list[Step]:
     """The steps `spec["kind"]` names, each measured."""
+    if spec["kind"] == "drift-check":
+        # The drift check, then the full plan it stands in for, on the same organization.
+        return [_plan(spec, "drift-check", spec["changed_since"])[1], _plan(spec, "plan")[1]]
     plan, step = _plan(spec, "plan")
     steps = [step]
     if spec["kind"] == "plan":

@@ -4,12 +4,14 @@ declares some of them with a given share drifted from what the organization has.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 ORG = "b3c4d5e6f708192a3b4c5d6e7f809a1b"
 TOKEN = "bench-token"
 ARCHIVED_SHARE = 0.3
+MOVED_AT = "2026-11-30T12:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,24 @@ class World:
     def archived(self) -> int:
         return sum(1 for _, archived in self.runs if archived)
 
-    def write_seed(self, path: Path) -> Path:
-        """The sandbox seed TOML for this organization."""
+    def write_seed(self, path: Path, moved: Sequence[tuple[str, bool]] = ()) -> Path:
+        """The sandbox seed TOML for this organization; `moved` runs (id, archived) were then
+        moved to the other state by someone in the web app, at MOVED_AT."""
         lines = [f'[org]\nid = "{ORG}"\nname = "Benchmark org"\ntoken = "{TOKEN}"\n']
         for number, (run_id, archived) in enumerate(self.runs):
             lines.append(f'[[runs]]\nid = "{run_id}"\nname = "Benchmark run {number}"')
             if archived:
                 lines.append('archived_at = "2026-01-10T09:00:00.000Z"')
+        for run_id, archived in moved:
+            verb = "unarchived" if archived else "archived"
+            lines.append(f'[[activity]]\nrun = "{run_id}"\nverb = "{verb}"\nat = "{MOVED_AT}"')
+            lines.append('actor = { id = 67890, name = "Jane Doe", email = "jane@example.com" }')
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
+
+    def declared(self, declared: int, seed: int) -> list[tuple[str, bool]]:
+        """The runs `write_state` declares for the same `declared` and `seed`, in file order."""
+        return random.Random(seed).sample(self.runs, declared)
 
     def write_state(
         self, path: Path, *, declared: int, drifted: float, seed: int, first: int | None = None
@@ -48,7 +59,7 @@ class World:
         in the other state than the organization's. `first` keeps only that many declarations
         (the same runs, for a baseline measured on a subset)."""
         rng = random.Random(seed)
-        picked = rng.sample(self.runs, declared)
+        picked = rng.sample(self.runs, declared)  # as `declared` picks them
         flip = set(rng.sample(range(declared), round(declared * drifted)))
         lines = [f'[tallyfy]\norg_id = "{ORG}"\n\n[runs]']
         for index, (run_id, archived) in enumerate(picked[:first]):

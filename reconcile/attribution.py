@@ -1,19 +1,29 @@
 """Who moved a run, and why: the activity feed's latest move of a run, told apart as the token's
 own (an earlier apply), another person's, or the organization's auto-archive.
 
-Pure: the reads are reconcile.tallyfy.activity's; this module only decides.
+Pure: the reads are reconcile.tallyfy.activity's; this module only decides, and `attach` applies
+the state file's `[drift] auto_archived` policy to a plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from reconcile.domain import ObservedRun
-from reconcile.tallyfy.activity import AutoArchiveSetting, Move, Person, moment
+from reconcile.domain import ObservedRun, RunState
+from reconcile.errors import SafetyError
+from reconcile.plan import Change, Plan, Reason
+from reconcile.tallyfy.activity import (
+    AutoArchiveSetting,
+    Move,
+    Person,
+    Sources,
+    latest_moves,
+    moment,
+)
 
 AUTO_ARCHIVE_WINDOW = timedelta(days=2)
 """An archive this close to completion + the period is taken for auto-archive's."""
@@ -116,3 +126,76 @@ def archived_on_schedule(run: ObservedRun, setting: AutoArchiveSetting | None) -
 def timestamp(at: datetime) -> str:
     """An aware datetime as ISO-8601 UTC with a Z, the way Tallyfy writes them."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def attributed_changes(plan: Plan) -> list[Change]:
+    """The changes to attribute: drift, or every change when there is no baseline."""
+    return [change for change in plan.changes if change.reason in (None, Reason.DRIFT)]
+
+
+def needs_setting(plan: Plan) -> bool:
+    """Whether the organization's auto-archive setting matters: a change may be auto-archive's,
+    or a run declared active is complete (auto-archive may come for it)."""
+    return any(
+        run.target is RunState.ACTIVE and run.observed.completed_at is not None for run in plan.runs
+    )
+
+
+def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
+    """The plan with each drift change attributed, the `[drift] auto_archived` policy applied,
+    and notices: why attribution is unavailable, and which runs auto-archive will archive.
+
+    "accept" moves auto-archive's drift to `accepted`; "fail" raises SafetyError naming it."""
+    latest = latest_moves(sources.moves) if sources.moves is not None else None
+    me = sources.me
+    targets = {change.run_id for change in attributed_changes(plan)}
+    changes: list[Change] = []
+    accepted: list[Change] = []
+    for change in plan.changes:
+        if change.run_id not in targets:
+            changes.append(change)
+            continue
+        found = attribute(change.observed, latest, me, sources.auto_archive)
+        told = replace(change, attribution=found)
+        if found.cause is Cause.AUTO_ARCHIVE and policy != "revert":
+            accepted.append(told)
+        else:
+            changes.append(told)
+    if accepted and policy == "fail":
+        listed = "\n".join(f"  {c.desired.source}: {c.run_id} {c.name!r}" for c in accepted)
+        raise SafetyError(
+            f"{len(accepted)} declared run(s) were archived by the organization's auto-archive, "
+            'and the state file says [drift] auto_archived = "fail". Declare them archived '
+            '(`reconcile refresh` writes them down), or choose "revert" or "accept"; nothing '
+            f"was written:\n{listed}"
+        )
+    notices = list(plan.notices)
+    if targets and not sources.attribution:
+        notices.append(
+            "who moved the drifted runs is unavailable (the plan is the same without it): "
+            + "; ".join(sources.unavailable)
+        )
+    notices += _coming(plan, sources.auto_archive, now)
+    return replace(plan, changes=tuple(changes), accepted=tuple(accepted), notices=tuple(notices))
+
+
+def _coming(plan: Plan, setting: AutoArchiveSetting | None, now: datetime) -> list[str]:
+    """One warning per run declared active that is complete, with the day auto-archive archives
+    it (or, past that day, that it will again after every activation)."""
+    warnings = []
+    for run in sorted(plan.runs, key=lambda r: (r.desired.source.line or 0, r.run_id)):
+        due = auto_archive_due(run.observed, setting) if run.target is RunState.ACTIVE else None
+        if due is None:
+            continue
+        where = f"{run.desired.source}: run {run.run_id} is declared active but complete"
+        if due > now and run.current is RunState.ACTIVE:
+            warnings.append(
+                f"{where}; auto-archive ({setting}) will archive it on {due.date()}, and each "
+                "apply after that would activate it again; declare it archived before then"
+            )
+        else:
+            warnings.append(
+                f"{where}; auto-archive ({setting}) archives it since {due.date()}, so each "
+                "apply that activates it starts a tug-of-war; declare it archived"
+            )
+    return warnings

@@ -19,15 +19,17 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile.attribution import attach, attributed_changes, needs_setting, timestamp
 from reconcile.baseline import read_baseline
 from reconcile.config import Flags, Settings, resolve
 from reconcile.differences import compare_declarations, declared
 from reconcile.domain import ObservedRun
 from reconcile.drift import label_changes
-from reconcile.errors import ConfigError, UnknownRunsError
+from reconcile.errors import ApiError, ConfigError, UnknownRunsError
 from reconcile.importer import Imported, Mode, build_import, existing_file
 from reconcile.listing import select_runs
 from reconcile.plan import Plan, build_plan
@@ -45,7 +47,9 @@ from reconcile.safety import (
 from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.observe import Progress, read_state
+from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
+from reconcile.tallyfy.client import PAGE_SIZE
+from reconcile.tallyfy.observe import Observation, Progress, read_state
 from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
@@ -81,11 +85,18 @@ def plan(
     environ: Mapping[str, str] | None = None,
     connect: Connect = connect,
     on_read: Progress | None = None,
+    attribution: bool = True,
+    changed_since: datetime | None = None,
 ) -> Plan:
     """The plan for a state file: read-only, sends only GET requests. `baseline` (a file) or
     `baseline_ref` (a git revision of the same file) labels each change requested or drift;
     `show_unmanaged` lists the organization's undeclared runs. `on_read` hears the read's
-    progress as (requests answered, requests expected)."""
+    progress as (requests answered, requests expected).
+
+    Drift (every change, without a baseline) is attributed from the activity feed unless
+    `attribution` is False, and the state file's `[drift] auto_archived` policy is applied.
+    `changed_since` reads only the declared runs the feed shows moved since then (a drift
+    check), or every run when the feed cannot answer completely."""
     environ = os.environ if environ is None else environ
     path = Path(state_path)
 
@@ -94,13 +105,17 @@ def plan(
         settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         async with connect(settings) as client:
             before = read_baseline(path, path=baseline, ref=baseline_ref, environ=environ)
-            planned = await _read_and_plan(client, state, settings, on_read)
+            moves = None
+            if changed_since is None:
+                planned = await _read_and_plan(client, state, settings, on_read)
+            else:
+                planned, moves = await _changed(client, state, settings, changed_since, on_read)
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
-        if before is None:
-            return planned
-        edits = compare_declarations(declared(before), declared(state))
-        return replace(label_changes(planned, before), declarations=edits)
+            if before is not None:
+                edits = compare_declarations(declared(before), declared(state))
+                planned = replace(label_changes(planned, before), declarations=edits)
+            return await _attributed(client, planned, state, feed=attribution, moves=moves)
 
     return asyncio.run(run())
 
@@ -159,6 +174,7 @@ def apply(
         async with connect(settings) as client:
             if saved_plan is None:
                 planned = await _read_and_plan(client, state, settings, on_read)
+                planned = await _attributed(client, planned, state)
             else:
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
@@ -232,19 +248,18 @@ def refresh(
     written = None if dry_run else destination(path)
     settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
 
-    async def read() -> dict[str, ObservedRun]:
+    async def read() -> Observation:
         async with connect(settings) as client:
-            try:
-                return await observe(client, state.runs, settings.fetch, on_read)
-            except UnknownRunsError as exc:
-                if not prune:
-                    raise
-                gone = set(exc.run_ids)
-                rest = [run for run in state.runs if run.run_id not in gone]
-                return await observe(client, rest, settings.fetch, on_read)
+            return await read_state(client, state.runs, settings.fetch, on_read)
 
-    observed = asyncio.run(read())
-    refreshed = refresh_text(text, str(path), state.runs, observed, prune=prune, names=names)
+    seen = asyncio.run(read())
+    if seen.gone and not prune:
+        raise UnknownRunsError(
+            [run.run_id for run in seen.gone],
+            settings.target.org_id,
+            [str(run.source) for run in seen.gone],
+        )
+    refreshed = refresh_text(text, state, seen.runs, prune=prune, names=names)
     if written is None or not refreshed.changed:
         return refreshed
     _text_of(path, state, "while refresh read Tallyfy")
@@ -282,6 +297,62 @@ async def _read_and_plan(
         state, seen.runs, limits=settings.limits, gone=seen.gone, **_target(settings)
     )
     return replace(planned, gates=tripped(planned))
+
+
+async def _attributed(
+    client: TallyfyClient,
+    planned: Plan,
+    state: StateFile,
+    *,
+    feed: bool = True,
+    moves: tuple[Move, ...] | None = None,
+) -> Plan:
+    """The plan with its drift attributed and the `[drift] auto_archived` policy applied. Reads
+    only what the plan needs: the feed when there is drift to attribute, the auto-archive setting
+    when a run declared active is complete; nothing for a plan without either."""
+    wanted, setting = bool(attributed_changes(planned)), needs_setting(planned)
+    if not (wanted or setting):
+        return planned
+    now = datetime.now(UTC)
+    sources = await read_sources(
+        client, today=now.date(), feed=feed and wanted, setting=setting, moves=moves
+    )
+    attached = attach(planned, sources, policy=state.drift.auto_archived, now=now)
+    return replace(attached, gates=tripped(attached))
+
+
+async def _changed(
+    client: TallyfyClient,
+    state: StateFile,
+    settings: Settings,
+    since: datetime,
+    on_read: Progress | None,
+) -> tuple[Plan, tuple[Move, ...] | None]:
+    """The plan of the declared runs the feed shows moved since `since`, with those moves; or,
+    when the feed cannot answer completely, the plan of every declared run, saying so."""
+    shown = timestamp(since)
+    try:
+        moves = await read_moves(client, since)
+    except (ApiError, UnusableAnswer) as exc:
+        why = " ".join(str(exc).split()).rstrip(".")
+        planned = await _read_and_plan(client, state, settings, on_read)
+        notice = (
+            f"--changed-since {shown}: the activity feed could not answer completely ({why}); "
+            "every declared run was read instead"
+        )
+        return replace(planned, notices=(*planned.notices, notice)), None
+    moved = {move.run_id for move in moves}
+    subset = replace(state, runs=tuple(run for run in state.runs if run.run_id in moved))
+    # Listing would take at least one page per PAGE_SIZE declared runs: fewer GETs are cheaper.
+    if settings.fetch == "auto" and len(subset.runs) <= -(-len(state.runs) // PAGE_SIZE):
+        settings = replace(settings, fetch="get")
+    planned = await _read_and_plan(client, subset, settings, on_read)
+    notice = (
+        f"drift check: the activity feed shows {len(subset.runs)} of the {len(state.runs)} "
+        f"declared runs moved since {shown}, and only those were read; runs the feed does not "
+        "record moving are not checked, so a full plan (without --changed-since) stays the truth"
+    )
+    return replace(planned, notices=(*planned.notices, notice)), moves
 
 
 async def _what_is_left(

@@ -7,10 +7,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconcile.differences import DeclarationChanges
 from reconcile.domain import DesiredRun, ObservedRun, RunState
 from reconcile.state import SafetySettings, StateFile, StateFileRef
+
+if TYPE_CHECKING:
+    from reconcile.attribution import Attribution
 
 
 class Action(StrEnum):
@@ -65,6 +69,9 @@ class Change(PlannedRun):
 
     reason: Reason | None = None
     """Set only when the plan was compared with a baseline (see reconcile.drift)."""
+    attribution: Attribution | None = None
+    """Who moved the run and why, for drift (every change without a baseline); None when not
+    looked for (see reconcile.attribution)."""
 
     @property
     def action(self) -> Action:
@@ -148,6 +155,8 @@ class Plan:
     gone: tuple[DesiredRun, ...] = ()
     """Declared runs that neither GET nor either listing knows (deleted for good, or never
     there): never written; each is a warning (see `warnings`)."""
+    accepted: tuple[Change, ...] = ()
+    """Drift caused by auto-archive that `[drift] auto_archived = "accept"` leaves as it is."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -160,12 +169,12 @@ class Plan:
 
     @property
     def declared(self) -> int:
-        return len(self.changes) + len(self.unchanged)
+        return len(self.changes) + len(self.unchanged) + len(self.accepted)
 
     @property
     def runs(self) -> tuple[PlannedRun, ...]:
-        """Every declared run: the changes, then the unchanged runs."""
-        return (*self.changes, *self.unchanged)
+        """Every declared run: the changes, the unchanged runs, then the accepted drift."""
+        return (*self.changes, *self.unchanged, *self.accepted)
 
     @property
     def warnings(self) -> tuple[str, ...]:

@@ -79,9 +79,11 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
                 "checklist_id": change.observed.checklist_id,
                 "checklist_title": change.observed.checklist_title,
                 "owner_id": change.observed.owner_id,
+                **_attribution(change),
             }
             for change in plan.changes
         ],
+        "accepted": [{**_entry(change), **_attribution(change)} for change in plan.accepted],
         "unchanged": [_entry(run) for run in plan.unchanged],
         "unmanaged": None
         if plan.unmanaged is None
@@ -94,6 +96,15 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             for run in plan.gone
         ],
         "checksum": checksum(plan),
+    }
+
+
+def _attribution(change: Change) -> dict[str, Any]:
+    """`moved_by` and `cause`, both null when the change was not attributed."""
+    told = change.attribution
+    return {
+        "moved_by": None if told is None or told.moved_by is None else told.moved_by.to_json(),
+        "cause": None if told is None else told.cause.value,
     }
 
 

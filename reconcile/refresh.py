@@ -16,8 +16,10 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from reconcile.domain import DesiredRun, ObservedRun, RunState
+from reconcile.differences import DeclarationChanges, compare_declarations, declared
+from reconcile.domain import ObservedRun, RunState
 from reconcile.errors import Problem, StateFileError
+from reconcile.state import StateFile, load_state
 from reconcile.tomltext import Kind, Unreadable, Value, scan
 
 _FORMS: dict[Kind, str] = {
@@ -42,19 +44,14 @@ _ESCAPES = {
 
 @dataclass(frozen=True)
 class Refreshed:
-    """What refresh found, and the state file's text before and after."""
+    """What refresh did to a state file: its text before and after, and the change to its
+    declarations (a DeepDiff of the declared maps, see reconcile.differences)."""
 
     path: str
     before: str
     after: str
-    accepted: tuple[tuple[DesiredRun, RunState], ...]
-    """Declarations whose state changes to the run's live state, in file order."""
-    relabelled: tuple[tuple[DesiredRun, str], ...]
-    """Declarations whose `name` label changes to the run's live name (with --names)."""
-    gone: tuple[DesiredRun, ...]
-    """Declared runs the organization does not have (removed with --prune)."""
-    pruned: bool
-    written: bool
+    declarations: DeclarationChanges
+    written: bool = False
     """Whether the file was rewritten (never with --dry-run, nor when nothing changes)."""
 
     @property
@@ -73,68 +70,56 @@ class Refreshed:
         )
 
     def summary(self) -> str:
-        """One sentence: what changed in the file, or that nothing did."""
-        archived = sum(1 for _, state in self.accepted if state is RunState.ARCHIVED)
+        """One sentence: what changed in the declarations, or that nothing did."""
+        if not self.changed:
+            return f"No changes: {self.path} matches Tallyfy."
+        states = [c for c in self.declarations.changed if c.field == "state"]
+        archived = sum(1 for change in states if change.after == RunState.ARCHIVED.value)
+        labels = len(self.declarations.changed) - len(states)
         parts = []
-        if self.accepted:
+        if states:
             parts.append(
-                f"{_count(len(self.accepted), 'state')} accepted from Tallyfy ({archived} now "
-                f"archived, {len(self.accepted) - archived} now active)"
+                f"{_count(len(states), 'state')} accepted from Tallyfy ({archived} now archived, "
+                f"{len(states) - archived} now active)"
             )
-        if self.relabelled:
-            parts.append(f"{_count(len(self.relabelled), 'label')} updated")
-        if self.gone and self.pruned:
-            parts.append(f"{_count(len(self.gone), 'run')} gone from Tallyfy removed")
-        if self.changed:
-            verb = "was" if self.written else "would be"
-            said = f"{self.path} {verb} refreshed: {'; '.join(parts)}"
-        else:
-            said = f"No changes: {self.path} matches Tallyfy"
-        if self.gone and not self.pruned:
-            said += (
-                f". {_count(len(self.gone), 'declared run')} the organization does not have "
-                "stayed in the file (--prune removes them)"
+        if labels:
+            parts.append(f"{_count(labels, 'label')} updated")
+        if self.declarations.removed:
+            parts.append(
+                f"{_count(len(self.declarations.removed), 'run')} gone from Tallyfy removed"
             )
-        return said + "."
+        verb = "was" if self.written else "would be"
+        return f"{self.path} {verb} refreshed: {'; '.join(parts)}."
 
 
 def refresh_text(
     text: str,
-    path: str,
-    declared: Collection[DesiredRun],
+    state: StateFile,
     observed: Mapping[str, ObservedRun],
     *,
     prune: bool = False,
     names: bool = False,
 ) -> Refreshed:
-    """The state file's text with every declaration brought to what Tallyfy says now: the live
-    state of each run in `observed`; with `names`, its live name for a label that differs; with
-    `prune`, no declaration for a run missing from `observed`. Nothing is written here."""
-    accepted, relabelled, gone = [], [], []
-    for run in sorted(declared, key=lambda run: run.source.line or 0):
+    """The text of `state`'s file with every declaration brought to what Tallyfy says now: the
+    live state of each run in `observed`; with `names`, its live name for a label that differs;
+    with `prune`, no declaration for a run missing from `observed`. Nothing is written here."""
+    states: dict[str, RunState] = {}
+    labels: dict[str, str] = {}
+    gone = set()
+    for run in state.runs:
         seen = observed.get(run.run_id)
         if seen is None:
-            gone.append(run)
+            gone.add(run.run_id)
             continue
         if seen.state is not run.state:
-            accepted.append((run, seen.state))
+            states[run.run_id] = seen.state
         if names and run.name is not None and seen.name and seen.name != run.name:
-            relabelled.append((run, seen.name))
-    edits = StateEdits(
-        states={run.run_id: state for run, state in accepted},
-        names={run.run_id: name for run, name in relabelled},
-        prune=frozenset(run.run_id for run in gone) if prune else frozenset(),
-    )
-    return Refreshed(
-        path=path,
-        before=text,
-        after=edit_state(text, path, edits),
-        accepted=tuple(accepted),
-        relabelled=tuple(relabelled),
-        gone=tuple(gone),
-        pruned=prune,
-        written=False,
-    )
+            labels[run.run_id] = seen.name
+    edits = StateEdits(states=states, names=labels, prune=gone if prune else frozenset())
+    after = edit_state(text, state.path, edits)
+    # The report is read back from the new text, so it says what the file now declares.
+    now = load_state(state.path, raw=after.encode("utf-8"))
+    return Refreshed(state.path, text, after, compare_declarations(declared(state), declared(now)))
 
 
 def _count(number: int, noun: str) -> str:

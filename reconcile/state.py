@@ -21,9 +21,11 @@ from reconcile.errors import Problem, StateFileError
 from reconcile.ratelimit import Window, parse_window
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
+TOP_LEVEL_KEYS = ("tallyfy", "safety", "drift", "runs")
 TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit", "rate_limits")
 SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs", "gone")
+DRIFT_KEYS = ("auto_archived",)
+AUTO_ARCHIVED_POLICIES = ("revert", "accept", "fail")
 MAX_PARALLELISM = 64
 _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
     "parallelism": (1, MAX_PARALLELISM),
@@ -64,6 +66,15 @@ class SafetySettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """The optional `[drift]` table: what a plan does with drift the organization's auto-archive
+    caused: "revert" it (activate the run again), "accept" it (leave the run archived and list it
+    apart) or "fail" (plan and apply stop, exit 3)."""
+
+    auto_archived: str = "revert"
+
+
+@dataclass(frozen=True)
 class StateFileRef:
     """Which state file a plan was made from: the path as given and the sha256 of its bytes."""
 
@@ -80,6 +91,7 @@ class StateFile:
     tallyfy: TallyfySettings
     runs: tuple[DesiredRun, ...]
     safety: SafetySettings = SafetySettings()
+    drift: DriftSettings = DriftSettings()
 
     @property
     def ref(self) -> StateFileRef:
@@ -107,6 +119,7 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
     problems: list[Problem] = []
     settings = _tallyfy_settings(document, shown, locator, problems)
     safety = _safety_settings(document, shown, locator, problems)
+    drift = _drift_settings(document, shown, locator, problems)
     runs = _runs(document, shown, locator, problems)
     for key in document:
         if key not in TOP_LEVEL_KEYS:
@@ -120,6 +133,7 @@ def load_state(path: str | Path, raw: bytes | None = None) -> StateFile:
         tallyfy=settings,
         runs=tuple(runs),
         safety=safety,
+        drift=drift,
     )
 
 
@@ -278,6 +292,20 @@ def _safety_settings(
         else:
             values[key] = value if key == "min_runs" else float(value)
     return SafetySettings(**values)
+
+
+def _drift_settings(
+    document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
+) -> DriftSettings:
+    values: dict[str, str] = {}
+    for key, value in _settings_table(document, "drift", DRIFT_KEYS, shown, locator, problems):
+        if value in AUTO_ARCHIVED_POLICIES:
+            values[key] = value
+        else:
+            choices = ", ".join(f'"{policy}"' for policy in AUTO_ARCHIVED_POLICIES)
+            message = f"must be one of {choices} (got {value!r})"
+            problems.append(Problem(shown, locator.line("drift", key), f"drift.{key}", message))
+    return DriftSettings(**values)
 
 
 def _runs(

@@ -22,10 +22,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "reconcile.render.sanitize",
         "reconcile.ratelimit",
     ),
-    ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
+    ("reconcile.state", "reconcile.writer", "reconcile.tomltext"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),
-    ("reconcile.plan", "reconcile.differences", "reconcile.selection", "reconcile.attribution"),
+    (
+        "reconcile.plan",
+        "reconcile.differences",
+        "reconcile.selection",
+        "reconcile.attribution",
+        "reconcile.refresh",
+    ),
     (
         "reconcile.planfile",
         "reconcile.safety",

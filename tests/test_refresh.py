@@ -10,9 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.config import TOKEN_ENV
+from reconcile import pipeline
+from reconcile.config import TOKEN_ENV, Flags, Settings
+from reconcile.differences import Declaration, DeclarationChanges, FieldChange
+from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox, SandboxRun, serve
-from tests.helpers import DEMO_IDS, ORG, ROOT, TOKEN, run
+from reconcile.tallyfy import TallyfyClient
+from tests.helpers import DEMO_IDS, ORG, ROOT, TOKEN, run, sandbox_connect
 
 EXAMPLE = ROOT / "state.example.toml"
 GONE = "0123456789abcdef" * 2
@@ -218,3 +222,55 @@ def test_after_refresh_prune_the_plan_has_no_changes(
             line = f'name = "{live[run_id].name}"'
         expected.append(line + "\n")
     assert state.read_text() == "".join(expected)
+
+
+def test_a_file_edited_while_tallyfy_is_read_is_not_overwritten(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_bytes(EXAMPLE.read_bytes())
+    edited = EXAMPLE.read_text() + "# someone's edit\n"
+    reach = sandbox_connect(sandbox)
+
+    def connect(settings: Settings) -> TallyfyClient:
+        # Someone saves the file while refresh reads the organization.
+        state.write_text(edited)
+        return reach(settings)
+
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    with pytest.raises(ConfigError, match="changed while refresh read Tallyfy; it was not written"):
+        pipeline.refresh(state, flags, environ={TOKEN_ENV: TOKEN}, connect=connect)
+    assert state.read_text() == edited
+    assert [r.method for r in sandbox.requests] == ["GET"] * len(sandbox.requests)
+
+
+def test_the_library_reports_the_change_to_the_declarations(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.toml"
+    state.write_text(EXAMPLE.read_text() + f'\n[runs.{GONE}]\nstate = "active"\nname = "Old"\n')
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    refreshed = pipeline.refresh(
+        state,
+        flags,
+        prune=True,
+        dry_run=True,
+        environ={TOKEN_ENV: TOKEN},
+        connect=sandbox_connect(sandbox),
+    )
+    assert refreshed.declarations == DeclarationChanges(
+        added=(),
+        removed=(Declaration(GONE, "active", "Old"),),
+        changed=tuple(
+            sorted(
+                [
+                    FieldChange(DEMO_IDS[0], "state", "archived", "active"),
+                    FieldChange(DEMO_IDS[2], "state", "active", "archived"),
+                    FieldChange(DEMO_IDS[3], "state", "archived", "active"),
+                ],
+                key=lambda change: change.run_id,
+            )
+        ),
+    )
+    assert not refreshed.written
+    assert state.read_text().endswith('name = "Old"\n')

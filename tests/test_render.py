@@ -72,8 +72,11 @@ def test_json_plan_contract(sandbox: Sandbox, cli_env: str) -> None:
         "checklist_id": first["checklist_id"],
         "checklist_title": first["checklist_title"],
         "owner_id": first["owner_id"],
+        # Attributed (every change is, without a baseline), but the feed has no move of it.
+        "moved_by": None,
+        "cause": "unknown",
     }
-    assert (document["baseline"], document["unmanaged"]) == (None, None)
+    assert (document["baseline"], document["unmanaged"], document["accepted"]) == (None, None, [])
     assert [(c["run_id"], c["action"]) for c in document["changes"]] == [
         (DEMO_IDS[0], "archive"),
         (DEMO_IDS[3], "archive"),

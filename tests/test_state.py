@@ -65,7 +65,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         f'{p}:8: [runs.{B}.state] missing; set state = "archived" or state = "active"',
         f"{p}:9: [runs.{B}.stat] unknown key; did you mean 'state'?",
         f"{p}:10: [runs.{B}.name] must be a string",
-        f"{p}:11: [extra] unknown key; valid keys: tallyfy, safety, runs",
+        f"{p}:11: [extra] unknown key; valid keys: tallyfy, safety, drift, runs",
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,17 @@ def validate(state_files: tuple[Path, ...]) -> None:
         sys.exit(EXIT_ERROR)
 
 
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from reconcile.tallyfy.activity import parse_since
+
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command(epilog=EXIT_CODES)
 @state_argument
 @connection_options
@@ -117,6 +129,18 @@ def validate(state_files: tuple[Path, ...]) -> None:
     metavar="N",
     help="Exit 3, as apply --max-changes N would refuse, when the plan has more changes.",
 )
+@click.option(
+    "--no-attribution",
+    is_flag=True,
+    help="Do not read the activity feed to say who moved drifted runs.",
+)
+@click.option(
+    "--changed-since",
+    metavar="DATE",
+    callback=_since,
+    help="Drift check: read only the declared runs the activity feed shows moved since DATE "
+    "(YYYY-MM-DD or an ISO date-time); every run when the feed cannot tell.",
+)
 @takes_flags
 def plan(
     state_file: Path,
@@ -128,6 +152,8 @@ def plan(
     out: Path | None,
     force: bool,
     max_changes: int | None,
+    no_attribution: bool,
+    changed_since: datetime | None,
     flags: Flags,
 ) -> None:
     """Show what apply would change. Read-only: sends only GET requests. Exits 3 when apply of
@@ -146,6 +172,8 @@ def plan(
             baseline_ref=baseline_ref,
             show_unmanaged=show_unmanaged,
             on_read=reading.update if reading else None,
+            attribution=not no_attribution,
+            changed_since=changed_since,
         )
     finally:
         if reading is not None:

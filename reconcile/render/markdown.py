@@ -21,7 +21,13 @@ from reconcile.plan import Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.origin import Origin
 from reconcile.render.sanitize import clean
-from reconcile.render.text import EDITS_SHOWN, apply_summary_line, declaration_lines, summary_line
+from reconcile.render.text import (
+    EDITS_SHOWN,
+    apply_summary_line,
+    declaration_lines,
+    moved_phrase,
+    summary_line,
+)
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -75,26 +81,44 @@ def render_plan_markdown(
         digest = checksum(plan)
         command = f"reconcile apply {shlex.quote(plan.state_file.path)} --checksum {digest}"
         foot = ["", f"Checksum: `{digest}` ({_code(command, FIELD_LIMIT + 100)})"]
-    budget = BUDGET - _size(head) - _size(foot) - 5 * _NOTE_ROOM
+    budget = BUDGET - _size(head) - _size(foot) - 6 * _NOTE_ROOM
     if plan.summarised:
         for kind, found in (("blueprint", plan.by_blueprint), ("owner", plan.by_owner)):
             rows = (f"| {_group_cell(kind, group)} | {group.count:,} |" for group in found)
             table, shown, budget = _table([kind, "changes"], rows, budget)
             head += table + _cut(f"{kind}s", shown, len(found))
     labelled = plan.baseline is not None
+    attributed = any(moved_phrase(change) for change in plan.changes)
     columns = ["action", "run", "name", "current -> desired", "source"]
     changes = (
         f"| {c.action.value} | {_code(c.run_id)} | {_cell(c.name)} | {c.current.value} -> "
         f"{c.target.value} | {_code(str(c.desired.source))} |"
         + (f" {c.reason.value if c.reason else ''} |" if labelled else "")
+        + (f" {_cell(moved_phrase(c) or '')} |" if attributed else "")
         for c in plan.changes
     )
-    header = [*columns, "reason"] if labelled else columns
+    header = [*columns, *(["reason"] if labelled else []), *(["moved"] if attributed else [])]
     body, shown, budget = _table(header, changes, budget)
     if shown < len(plan.changes):
         left = Counter(change.action.value for change in plan.changes[shown:])
         counts = f"{left['archive']:,} to archive, {left['activate']:,} to activate"
         body += _cut(f"changes ({counts})", shown, len(plan.changes))
+    if plan.accepted:
+        accepted = (
+            f"| {_code(c.run_id)} | {_cell(c.name)} | {_code(str(c.desired.source))} | "
+            f"{_cell(moved_phrase(c) or 'archived by auto-archive')} |"
+            for c in plan.accepted
+        )
+        table, shown, budget = _table(["run", "name", "source", "moved"], accepted, budget)
+        table += _cut("accepted runs", shown, len(plan.accepted))
+        body += [
+            "",
+            f'Accepted (`[drift] auto_archived = "accept"`): '
+            f"{_count(len(plan.accepted), 'run')} archived by the organization's auto-archive "
+            "stay as they are and are not among the changes; `reconcile refresh` writes them "
+            "down in the state file.",
+            *table,
+        ]
     if plan.unchanged:
         unchanged = (
             f"| {_code(r.run_id)} | {_cell(r.name)} | {r.current.value} | "

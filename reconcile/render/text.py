@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
+from reconcile.attribution import Cause
 from reconcile.differences import DeclarationChanges
 from reconcile.plan import Action, Change, Group, Plan, Reason
 from reconcile.planfile import checksum
@@ -25,23 +26,77 @@ def _paint(text: str, colour: str, enabled: bool) -> str:
 def summary_line(plan: Plan) -> str:
     """`Plan: 2 to archive, 1 to activate, 7 unchanged.` or `No changes. 10 runs match FILE.`"""
     if not plan.changes:
-        noun = "run matches" if plan.declared == 1 else "runs match"
-        return f"No changes. {plan.declared} {noun} {clean(plan.state_file.path)}."
+        matching = plan.declared - len(plan.accepted)
+        noun = "run matches" if matching == 1 else "runs match"
+        accepted = f"; {len(plan.accepted)} accepted." if plan.accepted else "."
+        return f"No changes. {matching} {noun} {clean(plan.state_file.path)}{accepted}"
     return (
         f"Plan: {plan.count(Action.ARCHIVE)} to archive, {plan.count(Action.ACTIVATE)} to "
-        f"activate, {len(plan.unchanged)} unchanged."
+        f"activate, {len(plan.unchanged)} unchanged"
+        + (f", {len(plan.accepted)} accepted." if plan.accepted else ".")
     )
 
 
 def change_line(change: Change, colour: bool) -> str:
-    """One line a reviewer can read: action, run, current -> desired, workflow status, source."""
+    """One line a reviewer can read: action, run, current -> desired, workflow status, source,
+    and who moved the run when the activity feed says."""
     action = _paint(f"{change.action.value:<8}", _ACTION_COLOUR[change.action], colour)
     status = clean(change.observed.status or "unknown")
     reason = "" if change.reason is None else f"  {change.reason.value}"
+    moved = moved_phrase(change)
     return (
         f"  {action}  {change.run_id}  {change.current.value} -> {change.target.value}  "
         f"(status: {status})  {quoted(change.name)}  [{clean(str(change.desired.source))}]{reason}"
+        + (f"  {moved}" if moved else "")
     )
+
+
+def moved_phrase(change: Change) -> str | None:
+    """ "archived by Jane Doe (web app) on 2026-11-30", or None when nobody is known to have
+    moved the run. Names come from the API, so they pass the sanitizer."""
+    told = change.attribution
+    if told is None:
+        return None
+    moved = told.moved_by
+    if moved is None:
+        archived = change.observed.archived_at
+        if told.cause is Cause.AUTO_ARCHIVE and archived:
+            return f"archived by auto-archive on {archived[:10]} (by its timing)"
+        return None
+    verb = "archived" if moved.archived else "activated"
+    day = moved.at.date()
+    if moved.by_self:
+        return f"{verb} with this token's own user (an earlier apply) on {day}"
+    who = moved.actor or moved.email
+    if who is None:
+        return f"{verb} by auto-archive on {day}" if moved.archived else f"{verb} on {day}"
+    source = _SOURCES.get(moved.source or "", moved.source)
+    where = f" ({clean(source)})" if source else ""
+    return f"{verb} by {clean(who)}{where} on {day}"
+
+
+_SOURCES = {"Member": "web app", "Guest": "guest", "Webhook": "webhook"}
+"""The feed's `source` in words: a member's move is one made in the web app."""
+
+
+def _accepted_lines(plan: Plan) -> list[str]:
+    if not plan.accepted:
+        return []
+    count = len(plan.accepted)
+    noun = "run" if count == 1 else "runs"
+    lines = [
+        f'Accepted ([drift] auto_archived = "accept"): {count} {noun} archived by the '
+        "organization's auto-archive stay as they are and are not among the changes; "
+        "`reconcile refresh` writes them down in the state file:"
+    ]
+    for change in plan.accepted:
+        moved = moved_phrase(change)
+        lines.append(
+            f"  {change.run_id}  {change.current.value} (declared {change.target.value})  "
+            f"{quoted(change.name)}  [{clean(str(change.desired.source))}]"
+            + (f"  {moved}" if moved else "")
+        )
+    return lines
 
 
 def _baseline_lines(plan: Plan) -> list[str]:
@@ -146,6 +201,7 @@ def render_plan(
         [_paint(note, "yellow", colour) for note in notes],
         _baseline_lines(plan),
         _declarations_since(plan),
+        _accepted_lines(plan),
         _unmanaged_lines(plan),
     ]
     sections = [lines for lines in sections if lines]

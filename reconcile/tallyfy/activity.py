@@ -105,11 +105,14 @@ async def read_sources(
     *,
     today: date,
     feed: bool = True,
+    setting: bool = True,
+    moves: tuple[Move, ...] | None = None,
     budget: float = TIME_BUDGET,
 ) -> Sources:
-    """The auto-archive setting, the token's user and (when `feed`) the feed's moves since
-    `today` - LOOKBACK, read concurrently within `budget` seconds. Never raises for what the
-    API answers: each failure becomes a reason in `unavailable`."""
+    """The auto-archive setting (when `setting`), the token's user and the feed's moves since
+    `today` - LOOKBACK (when `feed`; `moves` already read stand in for the feed), read
+    concurrently within `budget` seconds. Never raises for what the API answers: each failure
+    becomes a reason in `unavailable`."""
     since = datetime.combine(today - LOOKBACK, datetime.min.time(), UTC)
     reasons: list[str] = []
 
@@ -131,16 +134,29 @@ async def read_sources(
             reasons.append(f"{what} could not be read: {exc}")
         return None
 
-    settings, me, moves = await asyncio.gather(
-        attempt("the organization's settings", read_auto_archive(client)),
-        attempt("the token's user", read_me(client)) if feed else _nothing(),
-        attempt("the activity feed", read_moves(client, since)) if feed else _nothing(),
+    settings, me, read = await asyncio.gather(
+        attempt("the organization's settings", read_auto_archive(client)) if setting else _is(None),
+        attempt("the token's user", read_me(client)) if feed else _is(None),
+        attempt("the activity feed", read_moves(client, since))
+        if feed and moves is None
+        else _is(moves if feed else None),
     )
-    return Sources(settings, me, moves, tuple(reasons))
+    return Sources(settings, me, read, tuple(reasons))
 
 
-async def _nothing() -> None:
-    return None
+async def _is(value: Any) -> Any:
+    return value
+
+
+def parse_since(text: str) -> datetime:
+    """`--changed-since`: a day (YYYY-MM-DD, its midnight UTC) or an ISO date-time (UTC when it
+    gives no zone). ValueError when it is neither."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+    found = moment(text) if "T" in text or " " in text else None
+    if found is None:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time")
+    return found
 
 
 async def read_auto_archive(client: TallyfyClient) -> AutoArchiveSetting:

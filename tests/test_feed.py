@@ -1,0 +1,325 @@
+"""Who moved a run, auto-archive and cheap drift checks, end to end through the CLI against the
+sandbox over HTTP: `plan` attributes drift from the activity feed (and stays the same plan when
+the feed cannot be read), `[drift] auto_archived` chooses, `--changed-since` reads little."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.cli import cli
+from reconcile.sandbox import Fault, Sandbox, SandboxRun
+from reconcile.sandbox.activity import TOKEN_USER, Actor
+from reconcile.sandbox.model import zulu
+from reconcile.sandbox.organization import AutoArchive
+from tests.helpers import DEMO_IDS, write_state
+
+JANE = Actor(67890, "Jane Doe", "jane@example.com")
+FEED = "activity-feeds"
+NOW = datetime.now(UTC).replace(microsecond=0)
+DONE = "d" * 32
+"""A run that completed ten days ago, in an organization that auto-archives after a week."""
+COMPLETED = NOW - timedelta(days=10)
+DUE = COMPLETED + timedelta(days=7)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def plan_json(path: Path, *args: str) -> dict[str, Any]:
+    result = run("plan", str(path), "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def stamp(moment: datetime) -> str:
+    return zulu(moment)
+
+
+def feed_reads(sandbox: Sandbox) -> int:
+    return sum(1 for request in sandbox.requests if request.path.endswith(FEED))
+
+
+@pytest.fixture
+def auto_org(sandbox: Sandbox) -> Sandbox:
+    """The demo org with auto-archive after 7 days and DONE, completed ten days ago, archived
+    by the auto-archive clock (by nobody) three days ago."""
+    sandbox.auto_archive = AutoArchive(True, "days", 7)
+    done = SandboxRun(id=DONE, name="Done", status="complete", completed_at=stamp(COMPLETED))
+    sandbox.add_runs([done])
+    sandbox.behaviour = replace(sandbox.behaviour, auto_archive_clock=True)
+    return sandbox
+
+
+def test_plan_says_who_moved_each_drifted_run(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active", DEMO_IDS[1]: "active"})
+    sandbox.move(DEMO_IDS[0], True, JANE, at="2026-11-30T15:00:00Z")
+    sandbox.set_archived(DEMO_IDS[1], True)  # a move the feed never heard of
+
+    text = run("plan", str(path)).stdout
+    document = plan_json(path)
+
+    assert f"{DEMO_IDS[0]}  archived -> active" in text
+    assert "archived by Jane Doe (web app) on 2026-11-30\n" in text
+    line = next(line for line in text.splitlines() if DEMO_IDS[1] in line)
+    assert line.endswith(f"[{path}:3]")  # nobody named
+    moved = {change["run_id"]: change for change in document["changes"]}
+    assert moved[DEMO_IDS[0]]["moved_by"] == {
+        "actor": "Jane Doe",
+        "email": "jane@example.com",
+        "at": "2026-11-30T15:00:00Z",
+        "source": "Member",
+        "self": False,
+    }
+    assert moved[DEMO_IDS[0]]["cause"] == "person"
+    assert (moved[DEMO_IDS[1]]["moved_by"], moved[DEMO_IDS[1]]["cause"]) == (None, "unknown")
+    assert sandbox.writes == []
+
+
+def test_an_earlier_apply_is_the_tokens_own_move(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "archived"})
+    assert run("apply", str(path), "--auto-approve").exit_code == 0
+    write_state(path, {DEMO_IDS[0]: "active"})
+
+    [change] = plan_json(path)["changes"]
+
+    assert change["moved_by"]["self"] is True
+    assert change["moved_by"]["email"] == TOKEN_USER.email
+    assert "archived with this token's own user (an earlier apply)" in run("plan", str(path)).stdout
+
+
+def test_only_drift_is_attributed_against_a_baseline(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    baseline = write_state(tmp_path / "main.toml", {DEMO_IDS[0]: "active"})
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "archived"})
+    [change] = plan_json(path, "--baseline", str(baseline))["changes"]
+    assert (change["reason"], change["moved_by"], change["cause"]) == ("requested", None, None)
+    assert feed_reads(sandbox) == 0
+
+
+@pytest.mark.parametrize(
+    ("switch", "fault"),
+    [
+        ("forbidden", None),
+        ("missing", None),
+        ("on", Fault("html", path_contains=FEED, status=200, times=6)),
+        ("on", Fault("truncated", path_contains=FEED, times=6)),
+    ],
+)
+def test_a_feed_that_cannot_be_read_gives_the_same_plan(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, switch: str, fault: Fault | None
+) -> None:
+    path = write_state(
+        tmp_path / "state.toml",
+        {DEMO_IDS[0]: "active", DEMO_IDS[1]: "archived", DEMO_IDS[3]: "active"},
+    )
+    sandbox.move(DEMO_IDS[0], True, JANE, at="2026-11-30T15:00:00Z")
+    served = plan_json(path)
+    sandbox.behaviour = replace(sandbox.behaviour, activity_feed=switch)
+    if fault is not None:
+        sandbox.inject(fault)
+
+    refused = plan_json(path)
+    detailed = run("plan", str(path), "--detailed-exitcode")
+
+    assert refused["checksum"] == served["checksum"]
+    assert [(c["run_id"], c["action"]) for c in refused["changes"]] == [
+        (c["run_id"], c["action"]) for c in served["changes"]
+    ]
+    assert {c["moved_by"] is None for c in refused["changes"]} == {True}
+    [notice] = refused["warnings"]
+    assert notice.startswith("who moved the drifted runs is unavailable")
+    assert "the activity feed could not be read" in notice
+    assert detailed.exit_code == 2
+    assert "Warning: who moved the drifted runs is unavailable" in detailed.stdout
+
+
+def test_an_empty_feed_names_nobody(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
+    sandbox.behaviour = replace(sandbox.behaviour, activity_feed="empty")
+    sandbox.move(DEMO_IDS[0], True, JANE)
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    document = plan_json(path)
+    assert (document["changes"][0]["moved_by"], document["warnings"]) == (None, [])
+
+
+def test_no_attribution_skips_the_feed(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
+    sandbox.move(DEMO_IDS[0], True, JANE)
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    with_feed = plan_json(path)
+    sandbox.clear_log()
+    without = plan_json(path, "--no-attribution")
+    assert feed_reads(sandbox) == 0
+    assert all("/runs" in r.path for r in sandbox.requests)
+    assert without["checksum"] == with_feed["checksum"]
+    # The cause can still come from timing (the setting is read when a run is complete).
+    assert (without["changes"][0]["moved_by"], without["changes"][0]["cause"]) == (None, "unknown")
+
+
+# --- auto-archive -------------------------------------------------------------------------------
+
+
+def test_auto_archive_drift_is_reverted_by_default(
+    auto_org: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DONE: "active", DEMO_IDS[0]: "active"})
+    [change] = plan_json(path)["changes"]
+    assert (change["run_id"], change["action"], change["cause"]) == (
+        DONE,
+        "activate",
+        "auto-archive",
+    )
+    assert change["moved_by"]["actor"] is None
+    assert change["moved_by"]["at"] == stamp(DUE).replace(".000Z", "Z")
+    text = run("plan", str(path), "--detailed-exitcode")
+    assert text.exit_code == 2
+    assert f"archived by auto-archive on {DUE.date()}" in text.stdout
+    # Auto-archive will take it again: the plan says so before the tug-of-war starts.
+    assert f"auto-archive (7 days) archives it since {DUE.date()}" in text.stdout
+
+
+def test_accepted_auto_archive_drift_is_left_alone(
+    auto_org: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DONE: "active", DEMO_IDS[0]: "active"})
+    path.write_text('[drift]\nauto_archived = "accept"\n\n' + path.read_text(encoding="utf-8"))
+
+    document = plan_json(path)
+    detailed = run("plan", str(path), "--detailed-exitcode")
+    applied = run("apply", str(path), "--auto-approve")
+
+    assert document["changes"] == []
+    assert [(r["run_id"], r["cause"]) for r in document["accepted"]] == [(DONE, "auto-archive")]
+    assert detailed.exit_code == 0
+    assert 'Accepted ([drift] auto_archived = "accept"): 1 run' in detailed.stdout
+    assert "`reconcile refresh` writes them down" in detailed.stdout
+    assert f"No changes. 1 run matches {path}; 1 accepted." in detailed.stdout
+    assert applied.exit_code == 0
+    assert auto_org.writes == []
+    assert auto_org.is_archived(DONE)
+
+
+def test_failing_on_auto_archive_drift_stops_plan_and_apply(
+    auto_org: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DONE: "active", DEMO_IDS[0]: "archived"})
+    path.write_text('[drift]\nauto_archived = "fail"\n\n' + path.read_text(encoding="utf-8"))
+
+    planned = run("plan", str(path))
+    applied = run("apply", str(path), "--auto-approve")
+
+    for result in (planned, applied):
+        assert result.exit_code == 3, result.output
+        assert f"{path}:5: {DONE} 'Done'" in result.output
+        assert 'auto_archived = "fail"' in result.output
+    assert auto_org.writes == []
+
+
+def test_timing_alone_tells_auto_archive_when_the_feed_is_forbidden(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    sandbox.auto_archive = AutoArchive(True, "days", 7)
+    sandbox.add_runs(
+        [
+            SandboxRun(id=DONE, name="Done", status="complete", completed_at=stamp(COMPLETED)),
+            SandboxRun(
+                id="e" * 32, name="Jane's", status="complete", completed_at=stamp(COMPLETED)
+            ),
+        ]
+    )
+    sandbox.move(DONE, True, None, at=stamp(DUE + timedelta(hours=30)))
+    sandbox.move("e" * 32, True, JANE, at=stamp(DUE))  # a person, at auto-archive's time
+    path = write_state(tmp_path / "state.toml", {DONE: "active", "e" * 32: "active"})
+    path.write_text('[drift]\nauto_archived = "accept"\n\n' + path.read_text(encoding="utf-8"))
+
+    with_feed = plan_json(path)
+    sandbox.behaviour = replace(sandbox.behaviour, activity_feed="forbidden")
+    without = plan_json(path)
+
+    assert [c["run_id"] for c in with_feed["changes"]] == ["e" * 32]  # the person wins
+    assert with_feed["changes"][0]["cause"] == "person"
+    assert [c["run_id"] for c in with_feed["accepted"]] == [DONE]
+    assert [(c["run_id"], c["cause"]) for c in without["accepted"]] == [
+        (DONE, "auto-archive"),
+        ("e" * 32, "auto-archive"),
+    ]
+
+
+def test_plan_warns_before_auto_archive_comes(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    sandbox.auto_archive = AutoArchive(True, "weeks", 2)
+    completed = NOW - timedelta(days=3)
+    sandbox.add_runs(
+        [SandboxRun(id=DONE, name="Done", status="complete", completed_at=stamp(completed))]
+    )
+    path = write_state(tmp_path / "state.toml", {DONE: "active"})
+    result = run("plan", str(path), "--detailed-exitcode")
+    assert result.exit_code == 0
+    due = (completed + timedelta(weeks=2)).date()
+    assert (
+        f"Warning: {path}:2: run {DONE} is declared active but complete; auto-archive (2 weeks) "
+        f"will archive it on {due}"
+    ) in result.stdout
+
+
+# --- changed-since ------------------------------------------------------------------------------
+
+
+def test_changed_since_reads_only_the_declared_runs_that_moved(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    declared = {run_id: "active" for run_id in DEMO_IDS[:2] + DEMO_IDS[3:8]}
+    path = write_state(tmp_path / "state.toml", declared)
+    sandbox.move(DEMO_IDS[0], True, JANE, at=stamp(NOW - timedelta(hours=2)))
+    sandbox.move(DEMO_IDS[1], True, JANE, at=stamp(NOW - timedelta(days=3)))  # before DATE
+    sandbox.move(DEMO_IDS[2], False, JANE, at=stamp(NOW - timedelta(hours=1)))  # not declared
+    full = plan_json(path)
+    sandbox.clear_log()
+
+    since = (NOW - timedelta(days=1)).isoformat()
+    checked = plan_json(path, "--changed-since", since)
+
+    assert [c["run_id"] for c in checked["changes"]] == [DEMO_IDS[0]]
+    assert checked["changes"][0]["moved_by"]["actor"] == "Jane Doe"
+    assert not any(r.path.endswith("/runs") for r in sandbox.requests)  # no listing page
+    assert {r.run_id for r in sandbox.requests if r.run_id} == {DEMO_IDS[0]}
+    assert any(
+        w.startswith("drift check: the activity feed shows 1 of the 7") for w in checked["warnings"]
+    )
+    assert len(full["changes"]) == 2  # the full plan stays the truth
+
+
+@pytest.mark.parametrize("switch", ["forbidden", "missing"])
+def test_changed_since_falls_back_to_a_full_read(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, switch: str
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active", DEMO_IDS[1]: "active"})
+    sandbox.move(DEMO_IDS[0], True, JANE)
+    sandbox.set_archived(DEMO_IDS[1], True)
+    sandbox.behaviour = replace(sandbox.behaviour, activity_feed=switch)
+
+    checked = plan_json(path, "--changed-since", str(NOW.date()))
+
+    assert [c["run_id"] for c in checked["changes"]] == [DEMO_IDS[0], DEMO_IDS[1]]
+    assert any("could not answer completely" in w for w in checked["warnings"])
+    assert any("every declared run was read instead" in w for w in checked["warnings"])
+
+
+def test_changed_since_refuses_what_is_not_a_date(cli_env: str, tmp_path: Path) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    result = run("plan", str(path), "--changed-since", "yesterday")
+    assert result.exit_code == 1
+    assert "is not a date (YYYY-MM-DD) or an ISO date-time" in result.output
