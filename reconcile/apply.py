@@ -142,10 +142,10 @@ async def _carry_out(client: TallyfyClient, change: Change, stop: asyncio.Event)
             return Result(change, ok=False, detail=detail, writes=writes - 1)
         except ApiError as exc:
             # After a 5xx, a dropped connection or an unreadable answer the write may or may not
-            # have happened; a 404/422 may be the API's answer to a write that was a no-op.
+            # have happened; a 400, 404, 409 or 422 may be the API's answer to a no-op write.
             # Either way only a fresh read tells, and nothing is sent again before it.
             ambiguous = exc.status is None or exc.status >= 500 or isinstance(exc, BadResponseError)
-            if not ambiguous and exc.status not in (404, 422):
+            if not ambiguous and exc.status not in (400, 404, 409, 422):
                 return Result(change, ok=False, detail=str(exc), writes=writes)
             try:
                 now = await reread(client, change.run_id)
