@@ -230,3 +230,16 @@ def test_two_thousand_renamed_runs_with_long_names_fit_through_the_cli(
     shown = text.count("\n> **Warning:** ")
     assert f"\n> _{2000 - shown:,} more warnings not shown. " in text
     assert table_rows(text) > 50
+
+
+def test_a_name_cannot_mention_anyone() -> None:
+    run = DesiredRun("0" * 32, RunState.ARCHIVED, None, Source("state.toml", 2))
+    state = StateFile("state.toml", "0" * 64, TallyfySettings(), (run,))
+    name = "@acme/security please approve, @@dana"
+    seen = {run.run_id: ObservedRun(run.run_id, name, "active", None, None)}
+    plan = build_plan(state, seen, org_id=ORG, api_url="https://go.tallyfy.com/api")
+    text = rendered(plan, [], Origin())
+    assert re.search(r"(^|[^>])@", text) is None  # every @ is inside <code>
+    assert (
+        "| <code>@</code>acme/security please approve, <code>@</code><code>@</code>dana |" in text
+    )

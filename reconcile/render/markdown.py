@@ -286,4 +286,6 @@ def _code(text: str, limit: int = FIELD_LIMIT) -> str:
 
 
 def _escape(text: str) -> str:
-    return _SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    # GitHub turns `@name` in a comment's text into a mention that notifies someone, but not in
+    # code: a run called "@acme/ops" must not page a team.
+    return _SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("@", "<code>@</code>")
