@@ -50,6 +50,12 @@ SWITCHES: dict[str, dict[str, Any]] = {
         "rate_windows": ("60/1s:get", "80/1s"),
         "rate_limit_headers": 0,
     },
+    # Switches for what reconcile never does (answer without X-Tallyfy-Client, permanent delete,
+    # PUT /runs/{id}, list without per_page): each must change nothing.
+    "missing client header is 404": {"missing_client_header": 404},
+    "not an administrator": {"admin": False},
+    "PUT keeps assignees": {"put_clears_assignees": False},
+    "default page size 20": {"per_page_default": 20},
     # Where switches interact:
     "status=archived only, and the default listing includes archived runs": {
         "archived_listing": "status",
@@ -177,3 +183,29 @@ def test_a_write_that_finds_its_run_moved_is_settled(
         ("PUT", run_id(ACTIVE)),
     ]
     assert {run: truth(sandbox)[run] for run in declared} == declared
+
+
+def test_a_light_user_writes_nothing_and_says_so(tmp_path: Path) -> None:
+    """`can_archive = false`: every write is refused with 403, one write per change and none
+    again; the organization is unchanged, the re-plan shows the same changes, and the import
+    still holds exactly the server's runs."""
+    sandbox = organization(Behaviour(can_archive=False))
+    connect = sandbox_connect(sandbox, retry=FAST)
+    declared = {run_id(0): "archived", run_id(ACTIVE): "active", run_id(1): "active"}
+    path = write_state(tmp_path / "state.toml", declared, org_id=ORG)
+    flags = Flags(api_url=API, org_id=ORG)
+    before = truth(sandbox)
+    applied = pipeline.apply(path, flags, environ=ENVIRON, connect=connect)
+    assert applied.report is not None
+    assert [r.writes for r in applied.report.failed] == [1, 1]
+    assert all("HTTP 403" in r.detail for r in applied.report.failed)
+    assert sorted((w.method, w.run_id, w.status) for w in sandbox.writes) == [
+        ("DELETE", run_id(0), 403),
+        ("PUT", run_id(ACTIVE), 403),
+    ]
+    assert truth(sandbox) == before
+    replanned = pipeline.plan(path, flags, environ=ENVIRON, connect=connect)
+    assert {change.run_id for change in replanned.changes} == {run_id(0), run_id(ACTIVE)}
+    output = tmp_path / "imported.toml"
+    pipeline.import_runs(output, Selection(), Mode.NEW, flags, environ=ENVIRON, connect=connect)
+    assert {run.run_id: run.state.value for run in load_state(output).runs} == before
