@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import differences
 from bench.server import (
     Served,
     cpu_seconds,
@@ -172,10 +173,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="only run scenario 1's plan --repeat times and print every run's ratio to the bound",
     )
+    parser.add_argument(
+        "--differences",
+        action="store_true",
+        help="only measure what DeepDiff's explanations cost (plan --baseline, apply --plan)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
+        if args.differences:
+            sys.stdout.write("\n".join(differences.measure(work)) + "\n")
+            return
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")
         state = org.write_state(work / "plan-10k.toml", declared=10_000, drifted=0.1, seed=2)

@@ -18,6 +18,7 @@ from reconcile.errors import (
 )
 from reconcile.plan import Action, Change, Plan
 from reconcile.tallyfy import TallyfyClient, reread
+from reconcile.tallyfy.tasks import gather
 
 WRITE_ATTEMPTS = 3
 
@@ -125,7 +126,7 @@ async def apply_plan(
             if on_result is not None:
                 on_result(results[index])
 
-    await asyncio.gather(*(worker() for _ in range(min(client.parallelism, len(plan.changes)))))
+    await gather(*(worker() for _ in range(min(client.parallelism, len(plan.changes)))))
     ordered = tuple(results[index] for index in range(len(plan.changes)))
     return ApplyReport(results=ordered, stopped=stop.is_set())
 

@@ -1,68 +1,16 @@
-"""Compare a plan with a baseline state file and with the whole organization.
+"""Label each change of a plan against a baseline state file.
 
 A change whose declaration is the same in the baseline (typically the default branch) was not
 asked for by the edit under review: the run was archived or activated in Tallyfy behind the file's
-back, and applying the plan undoes that ("drift"). Any other change is "requested". Unmanaged runs
-are the organization's runs that the file does not declare; they are only reported, never touched.
+back, and applying the plan undoes that ("drift"). Any other change is "requested".
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 
-from reconcile.config import child_environment
-from reconcile.errors import ConfigError, Problem, StateFileError
-from reconcile.importer import list_org_runs
 from reconcile.plan import Plan, Reason
-from reconcile.state import StateFile, load_state
-from reconcile.tallyfy import TallyfyClient
-
-GIT_TIMEOUT = 60.0
-
-
-def read_baseline(
-    state_path: Path, *, path: Path | None, ref: str | None, environ: Mapping[str, str]
-) -> StateFile | None:
-    """The baseline from a file (`--baseline`) or from git (`--baseline-ref`, run in `environ`
-    without the token), or None."""
-    if path is not None and ref is not None:
-        raise ConfigError("Give --baseline or --baseline-ref, not both.")
-    if path is not None:
-        return load_state(path)
-    if ref is not None:
-        return baseline_from_git(state_path, ref, environ)
-    return None
-
-
-def baseline_from_git(state_path: Path, ref: str, environ: Mapping[str, str]) -> StateFile:
-    """The state file as it is at `ref`: `git show REF:<the same path>`, relative to the repo."""
-    shown = f"{ref}:{state_path}"
-    if not ref or ref.startswith("-"):
-        # git would read a leading "-" as an option of `git show`.
-        raise ConfigError(f"--baseline-ref {ref!r} is not a git revision.")
-    directory = state_path.parent if str(state_path.parent) else Path(".")
-    command = ["git", "-C", str(directory), "show", f"{ref}:./{state_path.name}"]
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
-            env=child_environment(environ),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StateFileError([Problem(shown, None, None, f"cannot run git: {exc}")]) from None
-    if done.returncode != 0:
-        said = " ".join(done.stderr.decode("utf-8", "replace").split()) or "no message"
-        message = (
-            f"git cannot read the baseline ({said}); check that the ref exists locally (in CI, "
-            "fetch the default branch first) and that the state file is committed there"
-        )
-        raise StateFileError([Problem(shown, None, None, message)])
-    return load_state(shown, raw=done.stdout)
+from reconcile.state import StateFile
 
 
 def label_changes(plan: Plan, baseline: StateFile) -> Plan:
@@ -76,10 +24,3 @@ def label_changes(plan: Plan, baseline: StateFile) -> Plan:
         for change in plan.changes
     )
     return replace(plan, changes=changes, baseline=baseline.path)
-
-
-async def add_unmanaged(client: TallyfyClient, plan: Plan) -> Plan:
-    """The plan with the organization's undeclared runs (active and archived), by run ID."""
-    declared = {run.run_id for run in plan.runs}
-    runs = await list_org_runs(client)
-    return replace(plan, unmanaged=tuple(run for run in runs if run.run_id not in declared))

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reconcile.render.sanitize import clean
+
 
 class ReconcileError(Exception):
     """Base of every error reconcile raises on purpose."""
@@ -78,7 +80,9 @@ class ApiError(ReconcileError):
         request = f"{method} {path}"
         parts.append(f"(request: {request}" + (f", HTTP {status})" if status is not None else ")"))
         if api_message:
-            parts.append(f'The API said: "{api_message}".')
+            # Cleaned here, where it is quoted: a line break in it must not pass for a line of
+            # the message when the CLI prints it.
+            parts.append(f'The API said: "{clean(api_message)}".')
         super().__init__(" ".join(parts))
 
 

@@ -22,11 +22,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
+from reconcile.baseline import read_baseline
 from reconcile.config import Flags, Settings, resolve
+from reconcile.differences import compare_declarations, declared
 from reconcile.domain import ObservedRun
-from reconcile.drift import add_unmanaged, label_changes, read_baseline
+from reconcile.drift import label_changes
 from reconcile.errors import ConfigError, UnknownRunsError
-from reconcile.importer import Imported, Mode, Selection, build_import, existing_file, select_runs
+from reconcile.importer import Imported, Mode, build_import, existing_file
+from reconcile.listing import select_runs
 from reconcile.plan import Plan, build_plan
 from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
@@ -38,9 +41,11 @@ from reconcile.safety import (
     remaining,
     tripped,
 )
+from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.observe import Progress
+from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
 Connect = Callable[[Settings], TallyfyClient]
@@ -90,7 +95,10 @@ def plan(
             planned = await _read_and_plan(client, state, settings, on_read)
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
-        return planned if before is None else label_changes(planned, before)
+        if before is None:
+            return planned
+        edits = compare_declarations(declared(before), declared(state))
+        return replace(label_changes(planned, before), declarations=edits)
 
     return asyncio.run(run())
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reconcile.differences import DeclarationChanges
 from reconcile.domain import DesiredRun, ObservedRun, RunState
 from reconcile.state import SafetySettings, StateFile, StateFileRef
 
@@ -134,6 +135,8 @@ class Plan:
     """The safety gates' limits this plan is checked against (reconcile.safety)."""
     baseline: str | None = None
     """Where the baseline state file was read from (a path, or REF:path), if one was given."""
+    declarations: DeclarationChanges | None = None
+    """With a baseline: the declarations added, removed and changed since it."""
     unmanaged: tuple[ObservedRun, ...] | None = None
     """Runs of the organization the file does not declare, by run ID; None when not looked for."""
     gates: tuple[str, ...] = ()

@@ -12,10 +12,12 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
+from reconcile.differences import DeclarationChanges
 from reconcile.domain import ID_PATTERN, DesiredRun, ObservedRun, RunState, Source
 from reconcile.errors import PlanFileError, SafetyError
 from reconcile.plan import Action, Change, Group, Plan, PlannedRun
@@ -67,6 +69,7 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
         },
         "warnings": [*plan.warnings, *warnings],
         "baseline": plan.baseline,
+        "declarations": None if plan.declarations is None else _declarations(plan.declarations),
         "changes": [
             {
                 **_entry(change),
@@ -87,6 +90,14 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             for run in plan.unmanaged
         ],
         "checksum": checksum(plan),
+    }
+
+
+def _declarations(edits: DeclarationChanges) -> dict[str, Any]:
+    return {
+        "added": [asdict(declaration) for declaration in edits.added],
+        "removed": [asdict(declaration) for declaration in edits.removed],
+        "changed": [asdict(change) for change in edits.changed],
     }
 
 

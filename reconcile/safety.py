@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from reconcile.differences import moved_fields, record
 from reconcile.domain import ObservedRun, RunState
 from reconcile.errors import ConfigError, SafetyError
 from reconcile.plan import Action, Change, Plan, PlannedRun, SavedPlan
@@ -116,14 +117,15 @@ def remaining(plan: Plan, path: str, now: Mapping[str, ObservedRun]) -> Plan:
 
     A run already in its declared state needs nothing. Any other run must look exactly as it did
     when the plan was made; otherwise the reviewed plan no longer describes the organization and
-    SafetyError names every run that moved."""
+    SafetyError names every run that moved, with the fields that changed."""
     moved = []
     for run in plan.runs:
         fresh = now[run.run_id]
-        if fresh.state is not run.target and _recorded(fresh) != _recorded(run.observed):
+        if fresh.state is not run.target and record(fresh) != record(run.observed):
+            changed = ", ".join(map(str, moved_fields(run.observed, fresh)))
             moved.append(
                 f"  {run.run_id} ({run.desired.source}): planned from {_seen(run.observed)}, now "
-                f"{_seen(fresh)}"
+                f"{_seen(fresh)}; changed: {changed}"
             )
     if moved:
         listed = "\n".join(moved)
@@ -149,11 +151,6 @@ def remaining(plan: Plan, path: str, now: Mapping[str, ObservedRun]) -> Plan:
         plan.limits,
         saved=saved,
     )
-
-
-def _recorded(run: ObservedRun) -> tuple[str | None, ...]:
-    """The observed fields a saved plan records, and so the ones that can tell a run moved."""
-    return (run.archived_at, run.status, run.name, run.last_updated)
 
 
 def _seen(run: ObservedRun) -> str:

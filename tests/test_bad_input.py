@@ -6,23 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.cli import cli
 from reconcile.errors import StateFileError
 from reconcile.sandbox import Sandbox
 from reconcile.state import MAX_FILE_BYTES, load_state
-from tests.conftest import DEMO_IDS, FIGURES, ORG, ROOT, TOKEN
+from tests.helpers import DEMO_IDS, FIGURES, ORG, ROOT, TOKEN, run
 
 A, B = DEMO_IDS[0], DEMO_IDS[1]
 EXAMPLE = ROOT / "state.example.toml"
 HEADER = "Error: {n} in the state file; nothing was sent to Tallyfy:\n"
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def refused(sandbox: Sandbox, *args: str) -> str:

@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
 from reconcile.state import LONG_FORM_KEYS, SAFETY_KEYS, TALLYFY_KEYS, TOP_LEVEL_KEYS
-from tests.conftest import DEMO_ARCHIVED, DEMO_IDS, ROOT, write_state
+from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, ROOT, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
 GITHUB = ROOT / "examples" / "github-actions" / "reconcile.yml"

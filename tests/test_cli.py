@@ -11,26 +11,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
 from reconcile.sandbox import Fault, Sandbox
-from tests.conftest import (
+from tests.helpers import (
     DEMO_ARCHIVED,
     DEMO_IDS,
     ORG,
     ROOT,
     TOKEN,
     check_no_secret,
+    run,
     sandbox_states,
     write_state,
 )
 
 EXAMPLE = ROOT / "state.example.toml"
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_plan_apply_plan(sandbox: Sandbox, cli_env: str) -> None:

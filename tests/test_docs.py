@@ -8,7 +8,7 @@ import click
 import pytest
 
 from reconcile.cli import EXIT_CODES, cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -30,7 +30,21 @@ def test_every_command_is_documented(name: str) -> None:
     ),
 )
 def test_every_option_is_documented(name: str, option: str) -> None:
-    assert f"`{option}" in README, f"{name} {option} is not in the README"
+    assert mentions(README, option), f"{name} {option} is not in the README"
+
+
+def mentions(text: str, option: str) -> bool:
+    """Whether `text` shows `option` in code: the exact name, as in `--out FILE` or `--out=...`;
+    `--output` does not mention `--out`."""
+    return re.search(rf"`{re.escape(option)}(?![\w-])", text) is not None
+
+
+def test_an_option_is_matched_by_its_whole_name() -> None:
+    assert mentions("`--out FILE`, `--report`, `--plan=x`", "--out")
+    assert mentions("`--out FILE`, `--report`, `--plan=x`", "--report")
+    assert mentions("`--out FILE`, `--report`, `--plan=x`", "--plan")
+    assert not mentions("`--output FILE` and `--out-of-band`", "--out")
+    assert not mentions("--out without code", "--out")
 
 
 def test_exit_codes_are_documented_in_both_places() -> None:

@@ -6,22 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from jsonschema import Draft202012Validator
 
-from reconcile.cli import cli
-from reconcile.drift import add_unmanaged, label_changes
+from reconcile.drift import label_changes
 from reconcile.plan import Plan, Reason, build_plan
 from reconcile.render import render_plan
 from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
-from tests.conftest import DEMO_IDS, ORG, client_for, json_checksum, write_state
-from tests.test_import import BIG_ORG_SIZE, big_org_runs
+from reconcile.unmanaged import add_unmanaged
+from tests.helpers import (
+    BIG_ORG_SIZE,
+    DEMO_IDS,
+    ORG,
+    big_org_runs,
+    client_for,
+    json_checksum,
+    run,
+    write_state,
+)
 
+PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
 NAMES = {
     DEMO_IDS[0]: "Client onboarding - Globex Corporation",
     DEMO_IDS[1]: "Quarterly SOC 2 access review - Q1 2026",
@@ -34,10 +45,6 @@ EDITED = {
     DEMO_IDS[3]: "active",  # unchanged and right
     DEMO_IDS[5]: "archived",  # new in the file: requested
 }
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def git(repo: Path, *args: str) -> None:
@@ -58,6 +65,10 @@ def labelled_plan(url: str, path: Path, baseline: str, checksum: str) -> str:
         "\n"
         f"Against the baseline {baseline}: 2 requested (the declaration changed), 1 drift (the run "
         "was moved in Tallyfy while its declaration stayed the same; applying moves it back).\n"
+        "\n"
+        f"Declarations since the baseline {baseline}: 1 added, 0 removed, 1 changed:\n"
+        f"  added    {DEMO_IDS[5]}  archived\n"
+        f"  changed  {DEMO_IDS[0]}  state 'active' -> 'archived'\n"
         "\n"
         f"Checksum: {checksum}\n"
         "Plan: 2 to archive, 1 to activate, 1 unchanged.\n"
@@ -260,3 +271,31 @@ def test_labels_are_on_the_plan_for_other_renderers(sandbox: Sandbox, tmp_path: 
     ]
     assert labelled.unmanaged is None
     assert labelled.warnings == ()
+
+
+def test_the_declarations_changed_since_the_baseline_in_json_and_markdown(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    baseline = write_state(tmp_path / "main.toml", BASELINE)
+    path = write_state(tmp_path / "state.toml", EDITED)
+    result = run("plan", str(path), "--baseline", str(baseline), "--format", "json")
+    document = json.loads(result.stdout)
+    Draft202012Validator(PLAN_SCHEMA).validate(document)
+    assert document["declarations"] == {
+        "added": [{"run_id": DEMO_IDS[5], "state": "archived", "name": None}],
+        "removed": [],
+        "changed": [
+            {"run_id": DEMO_IDS[0], "field": "state", "before": "active", "after": "archived"}
+        ],
+    }
+    unlabelled = json.loads(run("plan", str(path), "--format", "json").stdout)
+    assert unlabelled["declarations"] is None
+
+    markdown = run("plan", str(path), "--baseline", str(baseline), "--format", "markdown").stdout
+    assert (
+        f"Declarations since the baseline `{baseline}`: 1 added, 0 removed, 1 changed:\n\n"
+        f"- added    {DEMO_IDS[5]}  archived\n"
+        f"- changed  {DEMO_IDS[0]}  state 'active' -&gt; 'archived'\n"
+    ) in markdown
+    same = run("plan", str(path), "--baseline", str(path), "--format", "markdown").stdout
+    assert f"No declaration changed since the baseline `{path}`." in same

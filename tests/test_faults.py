@@ -11,34 +11,29 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from reconcile.apply import ApplyReport, apply_plan
-from reconcile.cli import cli
 from reconcile.errors import ApiError, RateLimitError
 from reconcile.plan import build_plan
 from reconcile.sandbox import Fault, Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import RetryPolicy, observe
-from tests.conftest import (
+from tests.helpers import (
     DEMO_ARCHIVED,
     DEMO_IDS,
     ORG,
     ROOT,
     client_for,
+    interrupt_apply,
+    run,
     sandbox_states,
     write_state,
 )
-from tests.helpers import interrupt_apply
 
 EXAMPLE = ROOT / "state.example.toml"
 CHANGED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
 LONGER = 5.0  # a delay the in-process client never waits out: it times out first
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def writes_by_status(sandbox: Sandbox) -> Counter[int]:

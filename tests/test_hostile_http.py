@@ -27,8 +27,7 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
 from reconcile.sandbox.responses import SandboxResponse
-from tests.conftest import DEMO_IDS, FIGURES, ORG, TOKEN, sandbox_states, write_state
-from tests.helpers import within
+from tests.helpers import DEMO_IDS, FIGURES, ORG, TOKEN, sandbox_states, within, write_state
 
 RUN = DEMO_IDS[0]  # active in the demo organization
 RUN_PATH = f"/organizations/{ORG}/runs/{RUN}"

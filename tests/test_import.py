@@ -5,52 +5,24 @@ for an organization with several pages of runs in both listings."""
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
 from reconcile.sandbox import Sandbox, SandboxRun, serve
 from reconcile.state import load_state
-from tests.conftest import DEMO_IDS, ORG, TOKEN, json_checksum
-
-BLUEPRINTS = ("a1" * 16, "b2" * 16, "c3" * 16)
-ODD_NAMES = {
-    7: 'Contract "Q3" \\ renewal - Société Générale',
-    11: "Line one\nline two",
-    13: "Déjà vu - 日本語 review",
-}
-BIG_ORG_SIZE = 260  # 156 active and 104 archived: two pages of 100 in each listing
-
-
-def big_org_runs() -> list[SandboxRun]:
-    """An organization of several pages: mixed states, blueprints, owners, tags and dates.
-    Each run's assignee is another user than its owner, so --owner must not match assignees."""
-    runs = []
-    for i in range(BIG_ORG_SIZE):
-        day = 1 + i % 28
-        month = 1 + (i // 28) % 3
-        runs.append(
-            SandboxRun(
-                id=hashlib.md5(f"run-{i}".encode()).hexdigest(),
-                name=ODD_NAMES.get(
-                    i, f"Run {i:03d} - {('Onboarding', 'Audit', 'Offboarding')[i % 3]}"
-                ),
-                status=("active", "complete", "problem")[i % 3],
-                archived_at="2026-03-30T12:00:00.000Z" if i % 5 in (0, 3) else None,
-                checklist_id=BLUEPRINTS[i % 3],
-                owner_id=100 + i % 4,
-                users=(100 + (i + 1) % 4,),
-                tags=("audit",) if i % 4 == 0 else ("onboarding", "q1") if i % 4 == 1 else (),
-                started_at=f"2026-{month:02d}-{day:02d}T{i % 24:02d}:30:00.000Z",
-                created_at=f"2026-{month:02d}-{day:02d}T{i % 24:02d}:30:00.000Z",
-            )
-        )
-    return runs
+from tests.helpers import (
+    BLUEPRINTS,
+    DEMO_IDS,
+    ODD_NAMES,
+    ORG,
+    TOKEN,
+    big_org_runs,
+    json_checksum,
+    run,
+)
 
 
 @pytest.fixture
@@ -65,10 +37,6 @@ def big_env(big_org: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setenv("TALLYFY_ORG_ID", ORG)
         monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", TOKEN)
         yield running.url
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 Expect = Callable[[int, SandboxRun], bool]

@@ -21,7 +21,7 @@ from reconcile.planfile import checksum
 from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
 from reconcile.state import SafetySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from tests.conftest import (
+from tests.helpers import (
     DEMO_ARCHIVED,
     DEMO_IDS,
     ORG,

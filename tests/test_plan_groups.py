@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from reconcile.cli import cli
@@ -16,7 +16,7 @@ from reconcile.domain import ObservedRun
 from reconcile.plan import Group, build_plan
 from reconcile.sandbox import Sandbox, SandboxRun
 from reconcile.state import load_state
-from tests.conftest import write_state
+from tests.helpers import run, write_state
 
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
 ONBOARDING = "0b0b0b0b" * 4
@@ -28,10 +28,6 @@ LAYOUT = [
     (OFFBOARDING, "Offboarding | *staff*", 7, 6),
     (AUDIT, "Quarterly audit", 9, 4),
 ]
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def seed(sandbox: Sandbox, layout: list[tuple[str, str, int, int]], tmp_path: Path) -> Path:

@@ -20,8 +20,17 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox, serve
 from reconcile.tallyfy.network import Proxy, proxy_for
-from tests.conftest import DEMO_IDS, FIGURES, ORG, ROOT, TOKEN, sandbox_states
-from tests.helpers import self_signed, tls_in_front, within
+from tests.helpers import (
+    DEMO_IDS,
+    FIGURES,
+    ORG,
+    ROOT,
+    TOKEN,
+    sandbox_states,
+    self_signed,
+    tls_in_front,
+    within,
+)
 
 EXAMPLE = ROOT / "state.example.toml"
 PROXY_VARIABLES = (

@@ -7,21 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.cli import cli
 from reconcile.config import TOKEN_ENV
 from reconcile.sandbox import Sandbox, SandboxRun, serve
-from tests.conftest import DEMO_IDS, ORG, ROOT, TOKEN
+from tests.helpers import DEMO_IDS, ORG, ROOT, TOKEN, run
 
 EXAMPLE = ROOT / "state.example.toml"
 GONE = "0123456789abcdef" * 2
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)
 
 
 def writes(sandbox: Sandbox) -> list[str]:

@@ -23,7 +23,7 @@ from reconcile.config import TOKEN_ENV, Fetch, Flags
 from reconcile.errors import ReconcileError
 from reconcile.sandbox import Behaviour, Fault, Sandbox
 from reconcile.tallyfy import RetryPolicy
-from tests.conftest import (
+from tests.helpers import (
     FIGURES,
     ORG,
     TOKEN,

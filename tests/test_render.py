@@ -16,26 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconcile.apply import ApplyReport, Interruption, apply_plan
-from reconcile.cli import cli
+from reconcile.config import DEFAULT_RATE_LIMIT
 from reconcile.plan import Plan, build_plan
 from reconcile.render import render_apply_markdown
 from reconcile.render.markdown import COMMENT_LIMIT
 from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
-from tests.conftest import DEMO_IDS, ORG, ROOT, client_for, write_state
-from tests.test_safety import add_runs
+from tests.helpers import DEMO_IDS, ORG, ROOT, add_runs, client_for, run, write_state
 
+CHANGES = 400
 EXAMPLE = ROOT / "state.example.toml"
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)
 
 
 def plan_json(*args: str) -> dict[str, Any]:
@@ -173,8 +168,11 @@ def test_markdown_of_5000_changes_fits_in_one_comment(
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(sandbox: Sandbox, cli_env: str) -> None:
     assert "\x1b[" not in run("plan", str(EXAMPLE)).stdout
-    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE))
-    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="1")
+    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE), TERM="xterm")
+    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="1", TERM="xterm")
+    # no-color.org: only a NO_COLOR with a value turns colour off.
+    assert "\x1b[31marchive" in on_a_terminal("plan", str(EXAMPLE), NO_COLOR="", TERM="xterm")
+    assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), TERM="dumb")
     assert "\x1b[" not in on_a_terminal("plan", str(EXAMPLE), "--format", "markdown")
 
 
@@ -228,7 +226,12 @@ def test_github_step_summary_gets_the_markdown(
 def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
-    ids = add_runs(sandbox, 900, archived=False)
+    # Long names make a few hundred rows overflow the comment: with fewer writes than the default
+    # rate limit allows in a minute, the apply never waits for the window to roll.
+    long_name = (
+        "Quarterly access review of every vendor contract, its owners and renewal terms -" * 2
+    )
+    ids = add_runs(sandbox, CHANGES, archived=False, name=long_name)
     sandbox.inject(Fault(kind="status", status=403, method="DELETE", path_contains=ids[-1]))
     path = write_state(tmp_path / "state.toml", dict.fromkeys(ids, "archived"))
     summary = tmp_path / "summary.md"
@@ -238,14 +241,15 @@ def test_apply_summary_of_many_changes_fits_and_lists_failures_first(
     assert result.exit_code == 1
     text = summary.read_text()
     assert len(text) < COMMENT_LIMIT
+    assert len(sandbox.requests) < DEFAULT_RATE_LIMIT
     lines = text.splitlines()
-    assert lines[0] == "**Apply finished: 899 archived, 0 activated, 1 failed.**"
+    assert lines[0] == f"**Apply finished: {CHANGES - 1} archived, 0 activated, 1 failed.**"
     rows = [line for line in lines if line.startswith("| ")][2:]
     assert rows[0].startswith(f"| **failed** | archive | `{ids[-1]}` | ")
     assert all(row.startswith("| ok | archive | ") for row in rows[1:])
     assert (
-        f"_{900 - len(rows):,} more changes (failures are listed first) not shown: only "
-        f"{len(rows):,} of 900 fit under GitHub's 65,536-character comment limit."
+        f"_{CHANGES - len(rows):,} more changes (failures are listed first) not shown: only "
+        f"{len(rows):,} of {CHANGES} fit under GitHub's 65,536-character comment limit."
     ) in text
 
 
@@ -316,3 +320,34 @@ def test_markdown_of_an_interrupted_apply_says_what_was_not_started(sandbox: San
     assert sum(1 for line in lines if line.startswith("| not started | ")) == 3
     assert not any("**failed**" in line for line in lines)
     assert sandbox.writes == []
+
+
+def test_the_markdown_header_names_the_state_file_the_commit_and_the_ci_run(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    github = {
+        "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/ops",
+        "GITHUB_RUN_ID": "42",
+    }
+    lines = run("plan", str(EXAMPLE), "--format", "markdown", env=github).stdout.splitlines()
+    sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()[:12]
+    assert lines[2] == (
+        f"Organization `{ORG}` at `{cli_env}`; 10 runs declared in `{EXAMPLE}` (sha256 `{sha}`)."
+    )
+    assert lines[4] == (
+        "Commit 0123456789abcdef0123456789abcdef01234567 · "
+        "[CI run](https://github.com/acme/ops/actions/runs/42)"
+    )
+    summary = tmp_path / "summary.md"
+    gitlab = {
+        "CI_COMMIT_SHA": "89abcdef",
+        "CI_PIPELINE_URL": "https://gitlab.example/acme/ops/-/pipelines/7",
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    result = run("apply", str(EXAMPLE), "--auto-approve", env=gitlab)
+    assert result.exit_code == 0, result.output
+    assert summary.read_text().splitlines()[4] == (
+        "Commit 89abcdef · [CI run](https://gitlab.example/acme/ops/-/pipelines/7)"
+    )

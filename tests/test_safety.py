@@ -6,26 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
-from reconcile.sandbox import Sandbox, SandboxRun
-from tests.conftest import ORG, sandbox_states, write_state
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def add_runs(sandbox: Sandbox, count: int, *, archived: bool, start: int = 0) -> list[str]:
-    """`count` new runs in the sandbox, archived or active; their IDs in order."""
-    ids = [f"{0xA0000000 + start + n:032x}" for n in range(count)]
-    stamp = "2026-01-10T09:00:00.000Z" if archived else None
-    sandbox.add_runs(
-        SandboxRun(id=run_id, name=f"Run {start + n}", archived_at=stamp)
-        for n, run_id in enumerate(ids)
-    )
-    return ids
+from reconcile.sandbox import Sandbox
+from tests.helpers import ORG, add_runs, run, sandbox_states, write_state
 
 
 def declare(

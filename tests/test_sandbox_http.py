@@ -32,7 +32,7 @@ from reconcile.sandbox import (
 )
 from reconcile.sandbox.seed import DEMO_SEED, load_seed
 from reconcile.sandbox.switches import SWITCHES, changed
-from tests.conftest import (
+from tests.helpers import (
     DEMO_IDS,
     ORG,
     SANDBOX_HEADERS,
@@ -198,6 +198,8 @@ def sandbox_command(*args: str) -> Iterator[tuple[str, list[str]]]:
         process.terminate()
         process.wait(timeout=START_TIMEOUT)
         reader.join(timeout=START_TIMEOUT)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def test_flags_and_the_seed_table_reach_every_switch(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from reconcile.sandbox import (
     SeedError,
 )
 from reconcile.sandbox.seed import DEMO_SEED, load_seed
-from tests.conftest import (
+from tests.helpers import (
     DEMO_IDS,
     ORG,
     ROOT,

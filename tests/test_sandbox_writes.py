@@ -19,7 +19,7 @@ from reconcile.sandbox import (
     Sandbox,
     SandboxRun,
 )
-from tests.conftest import (
+from tests.helpers import (
     DEMO_IDS,
     ORG,
     SANDBOX_HEADERS,

@@ -9,21 +9,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.cli import cli
 from reconcile.render.sanitize import clean, quoted
 from reconcile.sandbox import Sandbox, SandboxRun
-from tests.conftest import FIGURES, HOSTILE, assert_inert, table_rows
+from tests.helpers import FIGURES, HOSTILE, assert_inert, run, table_rows
 
 CHANGE_LINE = re.compile(r"^  (archive|activate) +([0-9a-f]{32})  ", re.MULTILINE)
 """The start of a change line of the text output."""
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)
 
 
 def test_clean_escapes_what_a_terminal_would_act_on() -> None:

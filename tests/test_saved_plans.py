@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
 from reconcile.planfile import MAX_PLAN_BYTES
 from reconcile.sandbox import Fault, Sandbox, serve
-from tests.conftest import DEMO_IDS, ORG, ROOT, sandbox_states
-from tests.helpers import within
+from tests.helpers import DEMO_IDS, ORG, ROOT, run, sandbox_states, within
 
 EXAMPLE = ROOT / "state.example.toml"
 REVIEWED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def save_plan(tmp_path: Path) -> Path:
@@ -104,6 +98,14 @@ def test_runs_that_moved_since_the_plan_are_refused_before_any_write(
     assert moved[0].startswith(f"  {DEMO_IDS[2]} ({EXAMPLE}:16): planned from archived (status ")
     assert f"{DEMO_IDS[4]} ({EXAMPLE}:18): planned from active" in moved[1]
     assert ", now archived (status archived" in moved[1]
+    before, stamp = "'2026-02-02T16:20:00.000Z'", r"'2026-[0-9-]+T[0-9:.]+Z'"
+    assert re.search(
+        rf"\); changed: archived_at {before} -> {stamp}, last_updated {before} -> {stamp}$",
+        moved[0],
+    )
+    changed = moved[1].split("; changed: ")[1]
+    assert changed.startswith("archived_at None -> '")
+    assert ", status 'active' -> 'archived', last_updated '" in changed
     assert sandbox.writes == []
     assert all(r.method == "GET" for r in sandbox.requests)
 

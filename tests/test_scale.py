@@ -38,7 +38,7 @@ from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
 from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.pacing import Clock, Pacer
-from tests.conftest import ORG, TOKEN, sandbox_states, write_state
+from tests.helpers import ORG, TOKEN, sandbox_states, write_state
 
 T = TypeVar("T")
 ACTIVE_RUNS, ARCHIVED_RUNS = 250, 120

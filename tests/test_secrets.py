@@ -11,28 +11,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
-from reconcile.sandbox import Fault, LoggedRequest, Sandbox, serve
-from tests.conftest import (
+from reconcile.sandbox import Fault, Sandbox, serve
+from tests.helpers import (
     DEMO_IDS,
     ORG,
     ROOT,
     TOKEN,
     allowed_request,
     check_no_secret,
+    run,
     sandbox_states,
+    self_signed,
+    tls_in_front,
 )
-from tests.helpers import self_signed, tls_in_front
 
 EXAMPLE = ROOT / "state.example.toml"
 SECRET = "tok-9f8e7d6c5b4a3f2e1d0c"  # a token the sandbox does not accept
 RUN_PATHS = [f"/organizations/{ORG}/runs/{DEMO_IDS[n]}" for n in (0, 3)]
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def reconcile(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -203,8 +199,8 @@ def test_tls_is_verified_and_a_ca_bundle_comes_from_ssl_cert_file(
 def test_the_request_guard_tells_planned_writes_from_forbidden_ones(
     method: str, path: str, allowed: bool
 ) -> None:
-    request = LoggedRequest(method, path, {}, 200, None, method not in ("GET", "HEAD"))
-    assert allowed_request(request) is allowed
+    assert allowed_request(method, path) is allowed
+    assert allowed_request(method, "/api" + path) is allowed
 
 
 def test_the_token_guard_catches_a_leak() -> None:
@@ -216,15 +212,19 @@ def test_the_token_guard_catches_a_leak() -> None:
 def test_the_guards_fail_the_test_that_leaks_or_sends_a_forbidden_request(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The suite-wide guards, loaded into a pytest run of four made-up tests."""
+    """The suite-wide guards, loaded into a pytest run of six made-up tests. The forbidden requests
+    are real ones, sent through httpx as any client would send them."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makeconftest(
         "from tests.conftest import _session_guard, _test_guard, pytest_terminal_summary, sandbox\n"
     )
+    pytester.makeini("[pytest]\nmarkers =\n    sends_forbidden_requests: on purpose\n")
     pytester.makepyfile(
         f"""
-        import logging
+        import asyncio
         import click
+        import httpx
+        import pytest
         from click.testing import CliRunner
 
         @click.command()
@@ -234,9 +234,24 @@ def test_the_guards_fail_the_test_that_leaks_or_sends_a_forbidden_request(
         def test_output_with_the_token():
             CliRunner().invoke(leaky, [])
 
+        RUN = "https://api.test/api/organizations/{ORG}/runs/{DEMO_IDS[0]}"
+        ANSWER = httpx.MockTransport(lambda request: httpx.Response(200))
+
         def test_permanent_delete():
-            path = "/organizations/{ORG}/runs/{DEMO_IDS[0]}/delete"
-            logging.getLogger("reconcile.http").debug("%s %s -> %s", "DELETE", path, 200)
+            async def send():
+                async with httpx.AsyncClient(transport=ANSWER) as client:
+                    await client.delete(RUN + "/delete")
+
+            asyncio.run(send())
+
+        def test_put_to_a_run():
+            with httpx.Client(transport=ANSWER) as client:
+                client.put(RUN, json={{}})
+
+        @pytest.mark.sends_forbidden_requests
+        def test_a_forbidden_request_on_purpose():
+            with httpx.Client(transport=ANSWER) as client:
+                client.delete(RUN + "/delete")
 
         def test_sandbox_receives_a_put(sandbox):
             headers = {{"Authorization": "Bearer {TOKEN}", "X-Tallyfy-Client": "APIClient"}}
@@ -248,13 +263,14 @@ def test_the_guards_fail_the_test_that_leaks_or_sends_a_forbidden_request(
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, failed=1, errors=2)
+    result.assert_outcomes(passed=5, failed=1, errors=3)
     result.stdout.fnmatch_lines(
         [
             # pytest shows errors (here: at teardown) before failures
-            f"*reconcile sent a forbidden request: DELETE /organizations/{ORG}/runs/*/delete*",
+            f"*a forbidden request was sent: DELETE /api/organizations/{ORG}/runs/*/delete*",
+            f"*a forbidden request was sent: PUT /api/organizations/{ORG}/runs/{DEMO_IDS[0]}",
             "*the sandbox received requests reconcile must never send: ?'PUT /organizations/*",
             "*the output of `reconcile ` contains an access token*",
-            "guards: 2 requests checked*",
+            "guards: 4 requests checked*",
         ]
     )

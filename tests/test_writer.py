@@ -12,19 +12,13 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconcile.cli import cli
 from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox
 from reconcile.writer import destination
-from tests.conftest import DEMO_IDS, ROOT, TOKEN, write_state
+from tests.helpers import DEMO_IDS, ROOT, TOKEN, run, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -20,6 +20,7 @@ from reconcile import __version__
 from reconcile.config import DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, Flags
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
 from reconcile.render.progress import ProgressLine
+from reconcile.render.sanitize import CleanFormatter, clean_lines
 from reconcile.state import MAX_PARALLELISM
 from reconcile.writer import Render, append
 
@@ -123,7 +124,7 @@ class _BadUsage(click.ClickException):
 
 
 def _fail(exc: ReconcileError) -> NoReturn:
-    click.echo(f"Error: {exc}", err=True)
+    click.echo(f"Error: {clean_lines(str(exc))}", err=True)
     sys.exit(EXIT_REFUSED if isinstance(exc, SafetyError) else EXIT_ERROR)
 
 
@@ -134,7 +135,9 @@ def cli(debug: bool) -> None:
     """Declare the state of Tallyfy process runs (archived or active) in a TOML file, then plan
     and apply exactly the API calls that make the organization match it."""
     if debug:
-        logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s")
+        trace = logging.StreamHandler()
+        trace.setFormatter(CleanFormatter("debug: %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[trace])
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("httpcore").setLevel(logging.WARNING)
 
@@ -224,8 +227,10 @@ def safety_options(f: F) -> F:
 
 
 def colour_for(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set."""
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    """Colour only on a terminal, never when NO_COLOR is set to a value (an empty NO_COLOR does
+    not count, as no-color.org says) nor when TERM is dumb."""
+    environ = os.environ
+    return stream.isatty() and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
 def takes_flags(f: F) -> F:

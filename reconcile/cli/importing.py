@@ -12,7 +12,8 @@ from reconcile import pipeline
 from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
 from reconcile.config import Flags
 from reconcile.errors import ConfigError
-from reconcile.importer import Include, Mode, make_selection
+from reconcile.importer import Mode
+from reconcile.selection import Include, make_selection
 
 
 @cli.command("import", epilog=EXIT_CODES)

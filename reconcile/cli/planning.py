@@ -3,6 +3,7 @@ pipeline (reconcile.pipeline)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -24,11 +25,13 @@ from reconcile.cli.app import (
     step_summary,
     takes_flags,
 )
+from reconcile.cli.console import Console
 from reconcile.config import Flags
 from reconcile.domain import RunState
 from reconcile.errors import SafetyError
 from reconcile.plan import Plan
 from reconcile.render import (
+    ci_origin,
     render_apply_markdown,
     render_plan,
     render_plan_json,
@@ -117,15 +120,27 @@ def plan(
         if reading is not None:
             reading.clear()
     warnings = result.gates
+    origin = ci_origin(os.environ)
+    colour = colour_for(sys.stdout)
+    console = Console(sys.stdout)
     if output_format == "json":
-        render_plan_json(result, sys.stdout, warnings=warnings)
+        console.show(lambda stream: render_plan_json(result, stream, warnings=warnings))
     elif output_format == "markdown":
-        render_plan_markdown(result, sys.stdout, warnings=warnings)
+        console.show(
+            lambda stream: render_plan_markdown(result, stream, warnings=warnings, origin=origin)
+        )
     else:
-        render_plan(result, sys.stdout, colour=colour_for(sys.stdout), warnings=warnings)
+        console.show(lambda stream: render_plan(result, stream, colour=colour, warnings=warnings))
     if saved_to is not None:
         saved_to.write(lambda stream: render_plan_json(result, stream, warnings=warnings))
-    step_summary(lambda stream: render_plan_markdown(result, stream, warnings=warnings))
+    step_summary(
+        lambda stream: render_plan_markdown(result, stream, warnings=warnings, origin=origin)
+    )
+    if console.lost is not None:
+        raise click.ClickException(
+            f"the plan could not be written to standard output ({console.lost}); what was "
+            "shown is incomplete."
+        )
     if detailed_exitcode and result.changes:
         sys.exit(EXIT_CHANGES)
 
@@ -178,7 +193,7 @@ def apply(
     """Plan, ask for confirmation, then archive and activate exactly the planned runs."""
     report_to = None if report_file is None else destination(report_file, stdout=sys.stdout)
     approved = auto_approve or plan_file is not None or expected_checksum is not None
-    shown = _Applying(colour_for(sys.stdout), approved)
+    shown = _Applying(Console(sys.stdout), colour_for(sys.stdout), approved)
     stop = Interruption(_announce)
     try:
         outcome = pipeline.apply(
@@ -204,11 +219,21 @@ def apply(
                 lambda stream: render_report_json(attempted, results, stream, finished=finished)
             )
     applied, report = outcome.plan, outcome.report
+    origin = ci_origin(os.environ)
     if report is None:
-        step_summary(lambda stream: render_plan_markdown(applied, stream))
+        step_summary(lambda stream: render_plan_markdown(applied, stream, origin=origin))
         return
-    render_summary(report, sys.stdout, colour=shown.colour)
-    step_summary(lambda stream: render_apply_markdown(applied, report, stream))
+    shown.console.show(lambda stream: render_summary(report, stream, colour=shown.colour))
+    if shown.console.lost is not None:
+        # The writes went on; what they did must still reach someone, and the exit code below
+        # is theirs.
+        click.echo(
+            f"Warning: standard output failed part-way ({shown.console.lost}); the apply went "
+            "on. Its summary:",
+            err=True,
+        )
+        render_summary(report, sys.stderr)
+    step_summary(lambda stream: render_apply_markdown(applied, report, stream, origin=origin))
     if stop.signum is not None:
         sys.exit(128 + stop.signum)
     if report.failed:
@@ -219,7 +244,8 @@ class _Applying:
     """What `apply` shows as the pipeline goes: progress on a terminal, the plan, the forced
     gates, the prompt, each change's result; and what the report needs if it stops part-way."""
 
-    def __init__(self, colour: bool, approved: bool) -> None:
+    def __init__(self, console: Console, colour: bool, approved: bool) -> None:
+        self.console = console
         self.colour = colour
         self.approved = approved
         self.planned: Plan | None = None
@@ -233,27 +259,31 @@ class _Applying:
         if self.reading is not None:
             self.reading.clear()
         if plan.saved is not None:
-            click.echo(
+            self.console.line(
                 f"Saved plan {plan.saved.path}: {plan.saved.reviewed} changes reviewed, "
                 f"{plan.saved.done} already done."
             )
-        render_plan(plan, sys.stdout, colour=self.colour)
+        self.console.show(lambda stream: render_plan(plan, stream, colour=self.colour))
 
     def approve(self, plan: Plan) -> None:
         for gate in plan.gates:
             click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
         if not plan.changes:
             return
+        if not self.approved and self.console.lost is not None:
+            raise SafetyError(
+                f"apply needs confirmation, but the plan could not be shown ({self.console.lost});"
+                " nothing was written."
+            )
         _confirm(len(plan.changes), self.approved)
-        click.echo("")
+        self.console.line()
         self.progress = progress_line("Applying", "changes")
 
     def result(self, result: Result) -> None:
         self.results.append(result)
         if self.progress is not None:
             self.progress.clear()
-        render_result(result, sys.stdout, colour=self.colour)
-        sys.stdout.flush()
+        self.console.show(lambda stream: render_result(result, stream, colour=self.colour))
         if self.progress is not None and self.planned is not None:
             self.progress.update(len(self.results), len(self.planned.changes))
 

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
+from reconcile.differences import DeclarationChanges
 from reconcile.plan import Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.origin import Origin
 from reconcile.render.sanitize import clean
-from reconcile.render.text import apply_summary_line, summary_line
+from reconcile.render.text import EDITS_SHOWN, apply_summary_line, declaration_lines, summary_line
 
 COMMENT_LIMIT = 65_536
 BUDGET = 60_000
@@ -67,6 +68,8 @@ def render_plan_markdown(
             f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the "
             "run was moved in Tallyfy; applying moves it back).",
         ]
+    if plan.declarations is not None:
+        head += ["", *_declarations_since(plan.declarations, plan.baseline)]
     foot = []
     if plan.changes:
         digest = checksum(plan)
@@ -110,6 +113,17 @@ def render_plan_markdown(
         what = _count(len(plan.unmanaged), "unmanaged run")
         body += _details(f"{what} (not in the state file; never touched)", table)
     stream.write("\n".join([*head, *body, *foot]) + "\n")
+
+
+def _declarations_since(edits: DeclarationChanges, baseline: str | None) -> list[str]:
+    if not edits:
+        return [f"No declaration changed since the baseline {_code(baseline or '')}."]
+    lines = declaration_lines(edits)
+    items = [f"- {_cell(line)}" for line in lines[:EDITS_SHOWN]]
+    if len(lines) > EDITS_SHOWN:
+        items.append(f"- and {len(lines) - EDITS_SHOWN:,} more (the JSON plan lists them all)")
+    head = f"Declarations since the baseline {_code(baseline or '')}: {edits.summary()}:"
+    return [head, "", *items]
 
 
 def render_apply_markdown(

@@ -11,6 +11,8 @@ nothing. Each unsafe character becomes a visible escape as Python writes it (`\\
 
 from __future__ import annotations
 
+import logging
+
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
 """Hangul fillers: letters to Unicode, so printable to Python, but drawn as blank space."""
 
@@ -20,6 +22,13 @@ def clean(text: str) -> str:
     if text.isprintable() and _FILLERS.isdisjoint(text):
         return text
     return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def clean_lines(text: str) -> str:
+    """Several lines of reconcile's own words (an error listing problems), each cleaned, with
+    the line breaks between them kept. Outside text quoted inside must have been cleaned where
+    it was quoted, or a line break in it would pass for one of ours."""
+    return "\n".join(clean(line) for line in text.split("\n"))
 
 
 def quoted(text: str) -> str:
@@ -34,3 +43,11 @@ def _unsafe(char: str) -> bool:
 def _escape(char: str) -> str:
     # The escape Python source would use: \n, \x1b, \u202e, \U000e0001.
     return char.encode("unicode_escape").decode("ascii")
+
+
+class CleanFormatter(logging.Formatter):
+    """Log lines with the message cleaned: the debug trace quotes paths and URLs the API sent
+    (a listing's `next` link). A traceback appended to a record is reconcile's own and is kept."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return clean(super().formatMessage(record))

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
+from reconcile.differences import DeclarationChanges
 from reconcile.plan import Action, Change, Group, Plan, Reason
 from reconcile.planfile import checksum
 from reconcile.render.sanitize import clean, quoted
 
 UNMANAGED_SHOWN = 10  # the text output lists this many unmanaged runs, then counts the rest
+EDITS_SHOWN = 10  # and this many declarations changed since the baseline
 GROUPS_SHOWN = 10  # and this many blueprints and owners in a long plan's summary
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 _ACTION_COLOUR = {Action.ARCHIVE: "red", Action.ACTIVATE: "green"}
@@ -50,6 +52,38 @@ def _baseline_lines(plan: Plan) -> list[str]:
         f"requested (the declaration changed), {plan.count_reason(Reason.DRIFT)} drift (the run "
         "was moved in Tallyfy while its declaration stayed the same; applying moves it back)."
     ]
+
+
+def declaration_lines(edits: DeclarationChanges) -> list[str]:
+    """One line per declaration added, removed or changed since the baseline."""
+    lines = [f"added    {d.run_id}  {d.state}" + _label(d.name) for d in edits.added]
+    lines += [f"removed  {d.run_id}  {d.state}" + _label(d.name) for d in edits.removed]
+    lines += [
+        f"changed  {c.run_id}  {c.field} {_value(c.before)} -> {_value(c.after)}"
+        for c in edits.changed
+    ]
+    return lines
+
+
+def _label(name: str | None) -> str:
+    return "" if name is None else f"  {quoted(name)}"
+
+
+def _value(value: str | None) -> str:
+    return "None" if value is None else quoted(value)
+
+
+def _declarations_since(plan: Plan) -> list[str]:
+    if plan.declarations is None:
+        return []
+    if not plan.declarations:
+        return [f"No declaration changed since the baseline {plan.baseline}."]
+    lines = declaration_lines(plan.declarations)
+    shown = [f"  {line}" for line in lines[:EDITS_SHOWN]]
+    if len(lines) > EDITS_SHOWN:
+        shown.append(f"  ... and {len(lines) - EDITS_SHOWN} more")
+    head = f"Declarations since the baseline {plan.baseline}: {plan.declarations.summary()}:"
+    return [head, *shown]
 
 
 def _group_label(kind: str, group: Group) -> str:
@@ -111,6 +145,7 @@ def render_plan(
         [change_line(change, colour) for change in plan.changes],
         [_paint(note, "yellow", colour) for note in notes],
         _baseline_lines(plan),
+        _declarations_since(plan),
         _unmanaged_lines(plan),
     ]
     sections = [lines for lines in sections if lines]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 
 from reconcile.config import Fetch
@@ -10,6 +9,7 @@ from reconcile.domain import DesiredRun, ObservedRun
 from reconcile.errors import UnknownRunsError
 from reconcile.tallyfy.client import TallyfyClient
 from reconcile.tallyfy.runs import Page
+from reconcile.tallyfy.tasks import gather
 
 Progress = Callable[[int, int], None]
 """Called with (requests answered, requests expected) as a read goes on."""
@@ -83,7 +83,7 @@ async def _get_each(
         return run
 
     tally.expect(len(run_ids))
-    results = await asyncio.gather(*(get(run_id) for run_id in run_ids))
+    results = await gather(*(get(run_id) for run_id in run_ids))
     return {run.run_id: run for run in results if run is not None}
 
 
@@ -91,7 +91,7 @@ async def _from_listings(
     client: TallyfyClient, run_ids: Sequence[str], tally: _Tally, *, decide: bool
 ) -> dict[str, ObservedRun]:
     tally.expect(2)
-    active_first, archived_first = await asyncio.gather(
+    active_first, archived_first = await gather(
         client.list_page(None, 1), client.list_page("only", 1)
     )
     tally.tick()
@@ -100,7 +100,7 @@ async def _from_listings(
     if decide and pages > len(run_ids):
         return await _get_each(client, run_ids, tally)
     tally.expect(pages - 2)
-    active, archived = await asyncio.gather(
+    active, archived = await gather(
         client.list_runs(None, active_first, on_page=tally.tick),
         client.list_runs("only", archived_first, on_page=tally.tick),
     )
