@@ -5,6 +5,8 @@ test's own that refuses every request with a hostile message."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.cli import cli
+from reconcile.render.progress import ProgressLine
 from reconcile.render.sanitize import CleanFormatter
 from reconcile.sandbox import Sandbox, SandboxRun
 from tests.helpers import FIGURES, HOSTILE, ORG, assert_inert, check_no_secret
@@ -225,3 +228,20 @@ def test_the_debug_trace_is_cleaned() -> None:
     line = CleanFormatter("debug: %(name)s: %(message)s").format(record)
     assert line == "debug: reconcile.http: GET " + HOSTILE[4].replace("\r", "\\r") + " -> 200"
     assert_inert(line)
+
+
+def test_the_progress_line_never_raises_and_shows_its_label_cleaned() -> None:
+    reading, writing = os.pipe()
+    os.close(reading)
+    closed = os.fdopen(writing, "w")
+    progress = ProgressLine(closed, "Applying", "changes", every=0)
+    progress.update(1, 2)  # the pipe is closed: the line turns itself off
+    progress.update(2, 2)
+    progress.clear()
+    with contextlib.suppress(BrokenPipeError):
+        closed.close()  # what it still buffers cannot be written either
+    shown = io.StringIO()
+    progress = ProgressLine(shown, "Reading\x1b[2J", "runs\n", every=0)
+    progress.update(1, 2)
+    progress.clear()
+    assert shown.getvalue() == "\r\x1b[KReading\\x1b[2J: 1/2 runs\\n\r\x1b[K"

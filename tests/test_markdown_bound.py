@@ -44,14 +44,17 @@ CI_VARIABLES = (
 
 @st.composite
 def plans(draw: st.DrawFn) -> tuple[Plan, list[str], Origin]:
-    """A plan of up to 4,000 declared runs and 3,000 unmanaged ones, with the gate warnings
-    apply would give and where it was made."""
+    """A plan of up to 3,000 declared runs from up to 3,000 blueprints and owners, and 3,000
+    unmanaged runs, with the gate warnings apply would give and where it was made."""
     names = draw(st.lists(outside_text, min_size=1, max_size=4))
     statuses = draw(st.lists(outside_text, min_size=1, max_size=3))
     path = draw(st.one_of(st.just("state.toml"), outside_text))
-    declared = draw(st.integers(0, 4000))
+    declared = draw(st.integers(0, 3000))
     changed = draw(st.integers(0, declared))
     relabelled = draw(st.integers(0, declared))
+    # Many blueprints (some with hostile IDs) and owners, so that the groups' tables are long too.
+    blueprints = draw(st.integers(1, 3000))
+    odd_blueprint = draw(outside_text)
     runs = []
     observed = {}
     for n in range(declared):
@@ -66,6 +69,9 @@ def plans(draw: st.DrawFn) -> tuple[Plan, list[str], Origin]:
             status=statuses[n % len(statuses)],
             archived_at="2026-01-01T00:00:00Z" if archived else None,
             last_updated=None,
+            checklist_id=odd_blueprint if n % 7 == 1 else f"{n % blueprints:032x}",
+            checklist_title=names[(n + 1) % len(names)] if n % 5 else None,
+            owner_id=n % blueprints if n % 11 else None,
         )
     state = StateFile(path=path, sha256="0" * 64, tallyfy=TallyfySettings(), runs=tuple(runs))
     plan = build_plan(state, observed, org_id=ORG, api_url="https://go.tallyfy.com/api")
@@ -95,7 +101,7 @@ def rendered(plan: Plan, warnings: list[str], origin: Origin) -> str:
     return stream.getvalue()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans())
 def test_the_markdown_plan_fits_in_one_comment_and_forges_nothing(
     drawn: tuple[Plan, list[str], Origin],
