@@ -30,13 +30,19 @@ def tripped(plan: Plan) -> tuple[str, ...]:
             "likely a mistake (a bad merge, the wrong file) than an intent.",
         )
     limits = plan.limits
+    # One pass over the runs and one over the changes: at 100,000 runs, property lookups per run
+    # and per gate cost a tenth of a second.
+    archived_now = sum(1 for run in plan.runs if run.observed.archived_at)
+    bases = {RunState.ARCHIVED: archived_now, RunState.ACTIVE: plan.declared - archived_now}
+    archives = sum(1 for change in plan.changes if change.desired.state is RunState.ARCHIVED)
+    counts = {Action.ARCHIVE: archives, Action.ACTIVATE: len(plan.changes) - archives}
     found = []
     for action, now, limit, key in (
         (Action.ARCHIVE, RunState.ACTIVE, limits.max_archive_percent, "max_archive_percent"),
         (Action.ACTIVATE, RunState.ARCHIVED, limits.max_activate_percent, "max_activate_percent"),
     ):
-        base = sum(1 for run in plan.runs if run.current is now)
-        count = plan.count(action)
+        base = bases[now]
+        count = counts[action]
         if base >= limits.min_runs and count * 100 > limit * base:
             found.append(
                 f"the plan would {action.value} {count} of the {base} declared runs that are "

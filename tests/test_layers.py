@@ -13,8 +13,15 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # The sanitizer imports nothing of reconcile, and every layer's messages need it.
-    ("reconcile", "reconcile.errors", "reconcile.domain", "reconcile.render.sanitize"),
+    # The sanitizer and the rate-window values import nothing of reconcile; every layer's messages
+    # need the one, the settings the other.
+    (
+        "reconcile",
+        "reconcile.errors",
+        "reconcile.domain",
+        "reconcile.render.sanitize",
+        "reconcile.ratelimit",
+    ),
     ("reconcile.state", "reconcile.writer", "reconcile.tomltext", "reconcile.refresh"),
     ("reconcile.config",),
     ("reconcile.tallyfy",),

@@ -1,5 +1,5 @@
-"""The sandbox emulator against the documented Tallyfy runs API (docs: tallyfy-api.md §1-§5, §8):
-routing and auth, reading one run, listing. Requests go straight to `Sandbox.dispatch`."""
+"""The sandbox emulator against the documented Tallyfy runs API (docs/tallyfy-api.md §1-§5,
+§8, §9): routing and auth, reading one run, listing. Requests go straight to `Sandbox.dispatch`."""
 
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def test_head_answers_without_body(demo: Sandbox) -> None:
 # --- the documented shapes ---------------------------------------------------------------------
 
 Kind = type | tuple[type, ...]
-# The types the docs' get-process and list-processes pages show (tallyfy-api.md §2, §8).
+# The types the docs' get-process and list-processes pages show (tallyfy-api.md §2, §9).
 RUN_TYPES: dict[str, Kind] = {
     "id": str, "increment_id": int, "checklist_id": str, "checklist_title": str, "name": str,
     "summary": (str, type(None)), "status": str, "progress": dict, "whole_progress": dict,

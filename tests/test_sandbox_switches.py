@@ -183,6 +183,7 @@ def test_window_specs() -> None:
     )
     assert RateWindow.parse("1000/1h:org").label == "1000 requests to the organization per hour"
     assert RateWindow.parse("600/m") == RateWindow(600, 60, "user", "600 requests per minute")
+    assert RateWindow.parse("12/5S:GET") == RateWindow.parse("12/5s:get")
     assert Behaviour(rate_limit=600, rate_windows=("140/10s",)).windows == (
         RateWindow(600, 60, "user", "600 requests per minute"),
         RateWindow(140, 10, "user", "140 requests per 10 seconds"),

@@ -1,9 +1,9 @@
 """Server-side rate limits: several rolling windows at once, as Tallyfy's sources describe them.
 
-The troubleshooting FAQ gives about 12 GETs per 5 s and 140 calls per 10 s, the Postman page 600
-requests a minute per user, the support repository 100 a minute and 1,000 an hour per
-organization (tallyfy-api.md section 8). Any of them may answer 429, so the sandbox counts every
-window it is given and refuses a request as soon as one of them is full.
+The troubleshooting FAQ gives about 12 GETs per 5 s and 140 calls per 10 s, the Postman page
+600 requests a minute per user, the support repository 100 a minute and 1,000 an hour per
+organization (docs/tallyfy-api.md §5 and §9). Any of them may answer 429, so the sandbox counts
+every window it is given and refuses a request as soon as one of them is full.
 
 A window is written `LIMIT/SPAN[:SCOPE]`: `12/5s:get`, `140/10s`, `600/1m:user`, `1000/1h:org`.
 """
@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_SPEC = re.compile(r"(\d+)/(\d*)([smh])(?::(get|user|org))?")
+# The scope in any case, so the client's own window syntax ("12/5s:GET") reads the same.
+_SPEC = re.compile(r"(\d+)/(\d*)([smh])(?::(get|user|org))?", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600}
 _UNIT_NAME = {"s": "second", "m": "minute", "h": "hour"}
 SCOPES = {
@@ -50,10 +51,10 @@ class RateWindow:
                 '(for example "12/5s:get", "140/10s", "1000/1h:org")'
             )
         limit, count, unit, scope = found.groups()
+        unit, scope = unit.lower(), (scope or "user").lower()
         span = int(count or 1)
         if int(limit) < 1 or span < 1:
             raise ValueError(f"rate window {spec!r}: the limit and the span must be at least 1")
-        scope = scope or "user"
         per = _UNIT_NAME[unit] if span == 1 else f"{span} {_UNIT_NAME[unit]}s"
         noun = "GET requests" if scope == "get" else "requests"
         owner = " to the organization" if scope == "org" else ""
