@@ -39,6 +39,18 @@ PAGE_SIZE = 100
 WINDOW = 60.0
 SERVER_LIMIT = 120
 """Requests per rolling minute in the rate-limited scenario: the server binds, not the latency."""
+FAQ_LATENCY = 0.100
+FAQ_WINDOWS = ((12, 5.0, "12/5s:get", "12/5s:GET"), (140, 10.0, "140/10s", "140/10s"))
+"""The troubleshooting FAQ's limits, about 12 GETs per 5 s and 140 calls per 10 s: limit, seconds,
+and how the sandbox and the client write each."""
+FAQ_CASES = (
+    ("6a told the FAQ's windows", True, 1),
+    ("6b defaults; the headers describe 12/5s GET", False, 1),
+    ("6c defaults; the headers describe 140/10s", False, 2),
+    ("6d defaults; no rate-limit headers", False, 0),
+)
+"""Scenario 6's runs: name, whether the client is told the windows, and which window the
+sandbox's X-RateLimit-* headers describe (1-based; 0 for none)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,35 @@ def lower_bound(requests: int, *, rate_limit: int = 0) -> float:
     if not rate_limit:
         return network
     return max(network, (requests - 1) // rate_limit * WINDOW + LATENCY)
+
+
+def faq_bound(requests: int) -> float:
+    """Seconds that `requests` GETs need at best under the FAQ's windows: each admits its limit at
+    once, then its limit again each time the window has passed; plus one latency."""
+    return max((requests - 1) // limit * seconds for limit, seconds, _, _ in FAQ_WINDOWS) + (
+        FAQ_LATENCY
+    )
+
+
+def faq_rows(seed: Path, state: Path, requests: int) -> list[Row]:
+    """Scenario 6: scenario 1's plan under the FAQ's windows with 100 ms of latency, each case
+    against a fresh sandbox. The client keeps its default of 600 a minute in every case."""
+    rows = []
+    for name, told, headers in FAQ_CASES:
+        windows = [sandbox for _, _, sandbox, _ in FAQ_WINDOWS]
+        with sandbox_process(
+            seed, latency_ms=FAQ_LATENCY * 1000, windows=windows, headers=headers
+        ) as served:
+            (step,) = child(
+                served,
+                kind="plan",
+                state=str(state),
+                parallelism=PARALLELISM,
+                rate_limit=DEFAULT_RATE_LIMIT,
+                rate_windows=[client for _, _, _, client in FAQ_WINDOWS] if told else [],
+            )
+        rows.append(row(name, step, faq_bound(requests)))
+    return rows
 
 
 def fewest_requests(world: World, declared: int) -> int:
@@ -153,6 +194,13 @@ def render(rows: Sequence[Row], notes: Sequence[str]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+FAQ_NOTE = (
+    f"6: sandbox windows 12/5s (GETs) and 140/10s, {FAQ_LATENCY * 1000:.0f} ms latency; client "
+    f"{DEFAULT_RATE_LIMIT}/min, plus --rate-window 12/5s:GET --rate-window 140/10s in 6a only; "
+    "bound: 12 GETs at once, then 12 more every 5 s."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the results."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -167,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         default=5,
         help="times scenarios 1 to 3 run; the table shows the run with the median wall time",
+    )
+    parser.add_argument(
+        "--faq-limits",
+        action="store_true",
+        help="only run scenario 6 (scenario 1's plan under the FAQ's rate limits; minutes)",
     )
     parser.add_argument(
         "--plan-spread",
@@ -191,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.plan_spread:
             bound = lower_bound(fewest_requests(org, 10_000))
             sys.stdout.write(plan_spread(seed, state, args.repeat, bound) + "\n")
+            return
+        faq = faq_rows(seed, state, fewest_requests(org, 10_000))
+        if args.faq_limits:
+            sys.stdout.write(render(faq, [FAQ_NOTE]) + "\n")
             return
         sample = org.write_state(
             work / "baseline-sample.toml",
@@ -264,10 +321,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             limited,
             lower_bound(plan_requests, rate_limit=SERVER_LIMIT),
         ),
+        *faq,
     ]
     notes = [
         f"Sandbox in its own process, {LATENCY * 1000:.0f} ms latency per request; client "
-        f"parallelism {PARALLELISM}; client rate limit off (0) except in 5.",
+        f"parallelism {PARALLELISM}; client rate limit off (0) except in 5 and 6.",
+        FAQ_NOTE,
         f"Baseline 4a measured on the first {args.baseline_sample:,} of the 10,000 declared runs "
         f"and scaled x{scale:g} (wall, requests, CPU); 4b measured in full.",
         f"Scenarios 1 to 3: the median of {args.repeat} runs (by wall time), each against a "

@@ -19,6 +19,7 @@ from reconcile.apply import apply_plan
 from reconcile.cli.app import collect_less
 from reconcile.config import TOKEN_ENV, Flags, Settings, resolve
 from reconcile.plan import Plan
+from reconcile.ratelimit import parse_window
 from reconcile.tallyfy import TallyfyClient
 
 ENVIRON = {TOKEN_ENV: TOKEN}
@@ -76,6 +77,7 @@ def _flags(spec: dict[str, Any], parallelism: int) -> Flags:
         fetch=spec["fetch"],
         parallelism=parallelism,
         rate_limit=spec["rate_limit"],
+        rate_window=tuple(parse_window(window) for window in spec.get("rate_windows", ())) or None,
     )
 
 

@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,22 @@ class Served:
 
 
 @contextmanager
-def sandbox_process(seed: Path, *, latency_ms: float, rate_limit: int = 0) -> Iterator[Served]:
-    """Run `reconcile sandbox` on a free port for the duration of the with block."""
+def sandbox_process(
+    seed: Path,
+    *,
+    latency_ms: float,
+    rate_limit: int = 0,
+    windows: Sequence[str] = (),
+    headers: int = 1,
+) -> Iterator[Served]:
+    """Run `reconcile sandbox` on a free port for the duration of the with block. `windows` are
+    its rolling windows (`--rate-window`), `headers` the one its X-RateLimit-* headers describe
+    (1-based, the per-minute `rate_limit` first if set; 0 for none)."""
     command = [sys.executable, "-m", "reconcile", "sandbox", "--seed", str(seed), "--port", "0"]
     command += ["--latency-ms", str(latency_ms), "--rate-limit", str(rate_limit)]
+    for window in windows:
+        command += ["--rate-window", window]
+    command += ["--rate-limit-headers", str(headers)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from reconcile.domain import ID_PATTERN
 from reconcile.errors import ConfigError
+from reconcile.ratelimit import Window
 from reconcile.state import SafetySettings, TallyfySettings
 
 DEFAULT_API_URL = "https://go.tallyfy.com/api"
@@ -41,6 +42,7 @@ class Flags:
     fetch: Fetch = "auto"
     parallelism: int | None = None
     rate_limit: int | None = None
+    rate_window: tuple[Window, ...] | None = None
     timeout: float = DEFAULT_TIMEOUT
     max_archive_percent: float | None = None
     max_activate_percent: float | None = None
@@ -98,16 +100,23 @@ class Pace:
     parallelism: int
     rate_limit: int
     """Requests per rolling minute; 0 means no limit of our own."""
+    windows: tuple[Window, ...] = ()
+    """More windows of our own, kept besides `rate_limit`."""
 
 
 def resolve_pace(
-    *, parallelism_flag: int | None, rate_limit_flag: int | None, settings: TallyfySettings
+    *,
+    parallelism_flag: int | None,
+    rate_limit_flag: int | None,
+    settings: TallyfySettings,
+    windows_flag: tuple[Window, ...] | None = None,
 ) -> Pace:
     """Flag, then the state file, then the default. Unlike the connection settings these have no
     environment variables: they belong to the organization's state file or to one command."""
     parallelism = _first(parallelism_flag, settings.parallelism, DEFAULT_PARALLELISM)
     rate_limit = _first(rate_limit_flag, settings.rate_limit, DEFAULT_RATE_LIMIT)
-    return Pace(parallelism=parallelism, rate_limit=rate_limit)
+    windows = windows_flag if windows_flag is not None else settings.rate_limits or ()
+    return Pace(parallelism=parallelism, rate_limit=rate_limit, windows=windows)
 
 
 def _first(*values: int | None) -> int:
@@ -246,12 +255,16 @@ def resolve(
     )
     token = read_token(token_file=flags.token_file, environ=environ)
     pace = resolve_pace(
-        parallelism_flag=flags.parallelism, rate_limit_flag=flags.rate_limit, settings=tallyfy
+        parallelism_flag=flags.parallelism,
+        rate_limit_flag=flags.rate_limit,
+        settings=tallyfy,
+        windows_flag=flags.rate_window,
     )
     limits = SafetySettings(
         max_archive_percent=_first_number(flags.max_archive_percent, safety.max_archive_percent),
         max_activate_percent=_first_number(flags.max_activate_percent, safety.max_activate_percent),
         min_runs=_first(flags.gate_min_runs, safety.min_runs),
+        gone=safety.gone,
     )
     return Settings(target, token, pace, flags.timeout, flags.fetch, limits)
 

@@ -70,15 +70,21 @@ class ApiError(ReconcileError):
         status: int | None = None,
         run_id: str | None = None,
         api_message: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.status = status
         self.run_id = run_id
         self.api_message = api_message
+        self.request_id = request_id
         parts = [message]
         request = f"{method} {path}"
-        parts.append(f"(request: {request}" + (f", HTTP {status})" if status is not None else ")"))
+        if status is not None:
+            request += f", HTTP {status}"
+        if request_id is not None:
+            request += f", X-Request-Id {request_id}"
+        parts.append(f"(request: {request})")
         if api_message:
             # Cleaned here, where it is quoted: a line break in it must not pass for a line of
             # the message when the CLI prints it.
@@ -118,8 +124,9 @@ class UnknownRunsError(ReconcileError):
         listed = "\n".join(f"  {loc}: {rid}" for rid, loc in zip(run_ids, locations, strict=True))
         super().__init__(
             f"{len(run_ids)} declared run(s) do not exist in organization {org_id}, neither active "
-            f"nor archived (checked with GET and the archived listing). Remove them from the state "
-            f"file (`reconcile refresh --prune` does) or fix the ID; nothing was written:\n{listed}"
+            f"nor archived (checked with GET and both listings, each read whole). Remove them from "
+            f"the state file (`reconcile refresh --prune` does) or fix the ID; nothing was "
+            f"written:\n{listed}"
         )
 
 

@@ -7,6 +7,8 @@ from reconcile.domain import ObservedRun
 from reconcile.selection import Include, Selection
 from reconcile.tallyfy import TallyfyClient
 from reconcile.tallyfy.client import Archived
+from reconcile.tallyfy.listing import moved
+from reconcile.tallyfy.observe import read_again
 from reconcile.tallyfy.tasks import gather
 
 _LISTINGS: dict[Include, tuple[Archived | None, ...]] = {
@@ -19,12 +21,13 @@ _LISTINGS: dict[Include, tuple[Archived | None, ...]] = {
 async def list_org_runs(
     client: TallyfyClient, include: Include = "all", query: dict[str, str] | None = None
 ) -> list[ObservedRun]:
-    """Every run of the organization's listings, sorted by run ID. A run archived or activated
-    while the listings are read can appear in both; it is kept once."""
+    """Every run of the organization's listings, each read whole, sorted by run ID. A run archived
+    or activated while the listings are read appears in both: it is read again."""
     listings = await gather(
         *(client.list_runs(archived, query=query) for archived in _LISTINGS[include])
     )
-    unique = {run.run_id: run for listing in listings for run in listing}
+    unique, contradicted = moved(*listings)
+    await read_again(client, unique, contradicted)
     return [unique[run_id] for run_id in sorted(unique)]
 
 

@@ -35,6 +35,7 @@ from reconcile.planfile import load_plan
 from reconcile.refresh import Refreshed, check_editable, refresh_text
 from reconcile.safety import (
     check_before_writes,
+    check_gone,
     check_saved_checksum,
     check_target,
     parse_checksum,
@@ -44,7 +45,7 @@ from reconcile.safety import (
 from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.observe import Progress
+from reconcile.tallyfy.observe import Progress, read_state
 from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
@@ -60,6 +61,7 @@ def connect(settings: Settings) -> TallyfyClient:
         settings.token,
         parallelism=settings.pace.parallelism,
         rate_limit=settings.pace.rate_limit,
+        rate_limits=settings.pace.windows,
         timeout=settings.timeout,
     )
 
@@ -270,10 +272,13 @@ async def _read_and_plan(
     # collector need not re-scan it while the answers of a large read arrive.
     gc.freeze()
     try:
-        observed = await observe(client, state.runs, settings.fetch, on_read)
+        seen = await read_state(client, state.runs, settings.fetch, on_read)
     finally:
         gc.unfreeze()
-    planned = build_plan(state, observed, limits=settings.limits, **_target(settings))
+    check_gone(seen.gone, settings.limits, client.target.org_id)
+    planned = build_plan(
+        state, seen.runs, limits=settings.limits, gone=seen.gone, **_target(settings)
+    )
     return replace(planned, gates=tripped(planned))
 
 

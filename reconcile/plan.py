@@ -4,7 +4,7 @@ anything is written. A plan with no changes is an ordinary plan."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -145,6 +145,9 @@ class Plan:
     """Set when the plan is what was left to do of a saved plan."""
     notices: tuple[str, ...] = ()
     """Warnings the pipeline attached from what it read, shown after the outdated labels."""
+    gone: tuple[DesiredRun, ...] = ()
+    """Declared runs that neither GET nor either listing knows (deleted for good, or never
+    there): never written; each is a warning (see `warnings`)."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -174,7 +177,13 @@ class Plan:
             for run in sorted(self.runs, key=_in_file_order)
             if run.label_outdated
         )
-        return labels + self.notices
+        gone = tuple(
+            f"{run.source}: run {run.run_id} is declared {run.state.value} but organization "
+            f"{self.org_id} no longer has it (GET and both listings do not know it; archived runs "
+            "are deleted for good in time); it is left alone: remove it from the state file"
+            for run in self.gone
+        )
+        return labels + gone + self.notices
 
     @property
     def by_blueprint(self) -> tuple[Group, ...]:
@@ -209,12 +218,16 @@ def build_plan(
     org_id: str,
     api_url: str,
     limits: SafetySettings | None = None,
+    gone: Sequence[DesiredRun] = (),
 ) -> Plan:
     """The plan that brings every declared run to its declared state, to be checked against
-    `limits` (by default the state file's [safety] table)."""
+    `limits` (by default the state file's [safety] table). Runs `gone` are left out of it."""
     changes: list[Change] = []
     unchanged: list[PlannedRun] = []
+    left_out = {run.run_id for run in gone}
     for run in state_file.runs:
+        if run.run_id in left_out:
+            continue
         seen = observed[run.run_id]
         if seen.state is run.state:
             unchanged.append(PlannedRun(run, seen))
@@ -229,4 +242,5 @@ def build_plan(
         changes=tuple(changes),
         unchanged=tuple(unchanged),
         limits=state_file.safety if limits is None else limits,
+        gone=tuple(gone),
     )

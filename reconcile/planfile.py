@@ -89,6 +89,10 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             {"run_id": run.run_id, "name": run.name, "state": run.state.value, "status": run.status}
             for run in plan.unmanaged
         ],
+        "gone": [
+            {"run_id": run.run_id, "declared": run.state.value, "source": str(run.source)}
+            for run in plan.gone
+        ],
         "checksum": checksum(plan),
     }
 

@@ -11,13 +11,14 @@ saved with `plan --out`, is applied only if it still describes the organization.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from reconcile.differences import moved_fields, record
-from reconcile.domain import ObservedRun, RunState
-from reconcile.errors import ConfigError, SafetyError
+from reconcile.domain import DesiredRun, ObservedRun, RunState
+from reconcile.errors import ConfigError, SafetyError, UnknownRunsError
 from reconcile.plan import Action, Change, Plan, PlannedRun, SavedPlan
 from reconcile.planfile import checksum
+from reconcile.state import SafetySettings
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -164,3 +165,14 @@ def _seen(run: ObservedRun) -> str:
         f"{run.state.value} (status {run.status or 'unknown'}, last updated "
         f"{run.last_updated or 'unknown'}, name {run.name!r})"
     )
+
+
+def check_gone(gone: Sequence[DesiredRun], limits: SafetySettings, org_id: str) -> None:
+    """Refuse a plan with gone runs that cannot be left alone: every run declared active (it
+    cannot be activated), and with `[safety] gone = "error"` every one. The others are warnings
+    (Plan.warnings). UnknownRunsError names each by ID and file line."""
+    refused = [run for run in gone if limits.gone == "error" or run.state is RunState.ACTIVE]
+    if refused:
+        raise UnknownRunsError(
+            [run.run_id for run in refused], org_id, [str(run.source) for run in refused]
+        )

@@ -12,23 +12,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import tomli
 
 from reconcile.domain import ID_PATTERN, DesiredRun, RunState, Source
 from reconcile.errors import Problem, StateFileError
+from reconcile.ratelimit import Window, parse_window
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "runs")
-TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit")
-SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs")
+TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit", "rate_limits")
+SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs", "gone")
 MAX_PARALLELISM = 64
 _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
     "parallelism": (1, MAX_PARALLELISM),
     "rate_limit": (0, None),
 }
 LONG_FORM_KEYS = ("state", "name")
+Gone = Literal["warn", "error"]
 
 
 _STATES = {state.value: state for state in RunState}
@@ -42,6 +44,8 @@ class TallyfySettings:
     api_url: str | None = None
     parallelism: int | None = None
     rate_limit: int | None = None
+    rate_limits: tuple[Window, ...] | None = None
+    """More windows of our own, such as `["12/5s:GET", "140/10s"]`."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class SafetySettings:
     max_archive_percent: float = 30.0
     max_activate_percent: float = 30.0
     min_runs: int = 10
+    gone: Gone = "warn"
+    """A run declared archived that the organization no longer has: a warning, or an error. A run
+    declared active that is gone is always an error."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,12 @@ def _tallyfy_settings(
 ) -> TallyfySettings:
     values: dict[str, str] = {}
     numbers: dict[str, int] = {}
+    windows: tuple[Window, ...] | None = None
     for key, value in _settings_table(document, "tallyfy", TALLYFY_KEYS, shown, locator, problems):
         line = locator.line("tallyfy", key)
-        if key in _WHOLE_NUMBER_KEYS:
+        if key == "rate_limits":
+            windows = _windows(value, Problem(shown, line, "tallyfy.rate_limits", ""), problems)
+        elif key in _WHOLE_NUMBER_KEYS:
             low, high = _WHOLE_NUMBER_KEYS[key]
             if _whole_number_between(value, low, high):
                 numbers[key] = value
@@ -199,7 +209,22 @@ def _tallyfy_settings(
         api_url=values.get("api_url"),
         parallelism=numbers.get("parallelism"),
         rate_limit=numbers.get("rate_limit"),
+        rate_limits=windows,
     )
+
+
+def _windows(value: object, where: Problem, problems: list[Problem]) -> tuple[Window, ...] | None:
+    """`rate_limits`: an array of windows such as "12/5s:GET"; each bad one is a problem."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.append(replace(where, message='must be an array of strings like "140/10s"'))
+        return None
+    windows = []
+    for item in value:
+        try:
+            windows.append(parse_window(item))
+        except ValueError as exc:
+            problems.append(replace(where, message=str(exc)))
+    return tuple(windows)
 
 
 def _settings_table(
@@ -238,7 +263,13 @@ def _safety_settings(
     for key, value in _settings_table(document, "safety", SAFETY_KEYS, shown, locator, problems):
         line = locator.line("safety", key)
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if key == "min_runs" and not _whole_number_between(value, 0, None):
+        if key == "gone":
+            if value in ("warn", "error"):
+                values[key] = value
+            else:
+                message = f'must be "warn" or "error" (got {value!r})'
+                problems.append(Problem(shown, line, f"safety.{key}", message))
+        elif key == "min_runs" and not _whole_number_between(value, 0, None):
             message = f"must be a whole number of runs, 0 or more (got {value!r})"
             problems.append(Problem(shown, line, f"safety.{key}", message))
         elif not (number and 0 <= value <= 100):

@@ -6,8 +6,11 @@ other or from conftest."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -21,9 +24,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -36,6 +39,7 @@ from reconcile.plan import Plan, build_plan
 from reconcile.sandbox import Sandbox, SandboxResponse, SandboxRun
 from reconcile.state import SafetySettings, StateFile, TallyfySettings
 from reconcile.tallyfy import TallyfyClient
+from reconcile.tallyfy.pacing import Clock as PacerClock
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SEED = ROOT / "examples" / "demo-org.toml"
@@ -56,6 +60,8 @@ DEMO_IDS = (
 DEMO_ARCHIVED = frozenset({DEMO_IDS[2], DEMO_IDS[8], DEMO_IDS[9]})
 API = "https://api.test/api"
 STAMP = "2026-01-01T00:00:00.000Z"
+
+T = TypeVar("T")
 
 
 def run(*args: str, env: Mapping[str, str] | None = None) -> Result:
@@ -84,6 +90,7 @@ def sandbox_connect(sandbox: Sandbox, **options: Any) -> Connect:
             transport=sandbox.transport(),
             parallelism=settings.pace.parallelism,
             rate_limit=settings.pace.rate_limit,
+            rate_limits=settings.pace.windows,
             timeout=settings.timeout,
             **options,
         )
@@ -525,3 +532,38 @@ def check_no_secret(text: str, where: str) -> None:
     GUARD.outputs_checked += 1
     leaked = GUARD.leaks(text)
     assert not leaked, f"{where} contains an access token"
+
+
+class SimulatedTime:
+    """A clock that moves only when every task is waiting: then it jumps to the next wake-up.
+    Drives both the pacer and the sandbox's rate limit, so minutes pass in no time at all."""
+
+    def __init__(self) -> None:
+        self.time = 1_790_000_000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.time + max(seconds, 0.0), next(self._order), future))
+        await future
+
+    @property
+    def clock(self) -> PacerClock:
+        return PacerClock(now=self.now, sleep=self.sleep, wall=self.now)
+
+    async def run(self, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            for _ in range(200):  # let everything that can run, run
+                await asyncio.sleep(0)
+            if task.done():
+                break
+            assert self._sleepers, "every task waits, but not for the clock"
+            wake, _, future = heapq.heappop(self._sleepers)
+            self.time = max(self.time, wake)
+            future.set_result(None)
+        return task.result()

@@ -112,20 +112,33 @@ def test_validate_reports_counts() -> None:
 
 
 @pytest.mark.parametrize("archived_get", [200, 404])
-def test_unknown_run_is_an_error_naming_it(
-    sandbox: Sandbox, cli_env: str, tmp_path: Path, archived_get: int
+@pytest.mark.parametrize("declared", ["active", "archived"])
+@pytest.mark.parametrize("gone", ["warn", "error"])
+def test_a_gone_run_is_named_by_its_line(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, archived_get: int, declared: str, gone: str
 ) -> None:
+    """A declared run the organization does not have: declared archived, a warning and never
+    written (unless [safety] gone = "error"); declared active, an error. Either way by file:line."""
     sandbox.behaviour = replace(sandbox.behaviour, archived_get=archived_get)
     unknown = "e" * 32
-    path = write_state(
-        tmp_path / "state.toml",
-        {DEMO_IDS[8]: "archived", unknown: "archived", DEMO_IDS[0]: "archived"},
+    path = tmp_path / "state.toml"
+    path.write_text(
+        f'[safety]\ngone = "{gone}"\n\n[runs]\n{DEMO_IDS[8]} = "archived"\n'
+        f'{unknown} = "{declared}"\n{DEMO_IDS[0]} = "archived"\n',
+        encoding="utf-8",
     )
     result = run("apply", str(path), "--auto-approve", "--fetch", "get")
-    assert result.exit_code == 1
-    assert f"{path}:3: {unknown}" in result.stderr
-    assert DEMO_IDS[8] not in result.stderr, "an archived run must not be called unknown"
-    assert sandbox.writes == []
+    assert DEMO_IDS[8] not in result.stderr, "an archived run must not be called gone"
+    if declared == "active" or gone == "error":
+        assert result.exit_code == 1
+        assert f"{path}:6: {unknown}" in result.stderr
+        assert sandbox.writes == []
+    else:
+        assert result.exit_code == 0, result.output
+        assert f"Warning: {path}:6: run {unknown} is declared archived but organization" in (
+            result.stdout
+        )
+        assert [(w.method, w.run_id) for w in sandbox.writes] == [("DELETE", DEMO_IDS[0])]
 
 
 def test_refused_token(sandbox: Sandbox, cli_env: str, monkeypatch: pytest.MonkeyPatch) -> None:

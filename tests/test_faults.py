@@ -75,7 +75,7 @@ def test_retry_after_longer_than_the_deadline_gives_up_at_once(sandbox: Sandbox)
     with pytest.raises(RateLimitError) as caught:
         asyncio.run(read())
     assert str(caught.value).startswith("The API kept answering 429 (rate limited) past the retry")
-    assert f"(request: GET {run_path(DEMO_IDS[0])}, HTTP 429)" in str(caught.value)
+    assert f"(request: GET {run_path(DEMO_IDS[0])}, HTTP 429, X-Request-Id " in str(caught.value)
     assert [r.status for r in sandbox.requests] == [429]
 
 
@@ -126,7 +126,7 @@ def test_reads_give_up_after_the_retry_budget(sandbox: Sandbox) -> None:
 
     with pytest.raises(ApiError, match=r"HTTP 503") as caught:
         asyncio.run(read())
-    assert f"(request: GET {run_path(DEMO_IDS[0])}, HTTP 503)" in str(caught.value)
+    assert f"(request: GET {run_path(DEMO_IDS[0])}, HTTP 503, X-Request-Id " in str(caught.value)
     assert len(sandbox.requests) == RetryPolicy().max_attempts
 
 
@@ -201,8 +201,9 @@ def test_partial_failure_reports_both_sides_and_a_rerun_finishes(
     assert "Apply finished: 1 archived, 1 activated, 1 failed." in result.stdout
     assert (
         f"  failed: {failing} (archive): The API refused the request for run {failing}. "
-        f'(request: DELETE {run_path(failing)}, HTTP 503) The API said: "Service Unavailable".'
+        f"(request: DELETE {run_path(failing)}, HTTP 503, X-Request-Id sandbox-"
     ) in result.stdout
+    assert ') The API said: "Service Unavailable".' in result.stdout
     assert [w.status for w in sandbox.writes if w.run_id == failing] == [503, 503, 503]
     assert sandbox_states(sandbox, (failing,)) == {failing: "active"}
 

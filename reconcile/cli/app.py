@@ -19,6 +19,7 @@ import click
 from reconcile import __version__
 from reconcile.config import DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, Flags
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
+from reconcile.ratelimit import Window, parse_window
 from reconcile.render.progress import ProgressLine
 from reconcile.render.sanitize import CleanFormatter, clean_lines
 from reconcile.state import MAX_PARALLELISM
@@ -110,6 +111,22 @@ def _refuse_contradicting_options(command: click.Command, args: list[str]) -> No
             )
 
 
+class WindowType(click.ParamType[Window]):
+    """A rate-limit window, `LIMIT/PERIOD[:METHOD]`."""
+
+    name = "window"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Window:
+        if isinstance(value, Window):
+            return value
+        try:
+            return parse_window(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class _BadUsage(click.ClickException):
     """A usage error shown exactly as click shows it, with exit code 1."""
 
@@ -183,6 +200,15 @@ def connection_options(f: F, *, fetch: bool = True) -> F:
             help=f"Requests per rolling minute, 0 for no limit of our own; the API's Retry-After "
             f"and rate-limit headers are obeyed either way [state file: rate_limit; default "
             f"{DEFAULT_RATE_LIMIT}].",
+        ),
+        click.option(
+            "--rate-window",
+            type=WindowType(),
+            multiple=True,
+            callback=lambda _ctx, _param, value: value or None,
+            metavar="LIMIT/PERIOD[:METHOD]",
+            help="Another limit of our own, kept besides --rate-limit; repeat for several, e.g. "
+            "--rate-window 140/10s --rate-window 12/5s:GET [state file: rate_limits].",
         ),
         click.option(
             "--timeout",

@@ -3,6 +3,7 @@ result or an exception that names the request, the status and the API's own mess
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import orjson
 
 from reconcile.errors import ApiError, AuthError, BadResponseError, NotFoundError, RateLimitError
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 """The most an answer's body may hold once decompressed. A listing page of 100 runs is a few
 hundred KiB; anything near this bound is not an answer from Tallyfy."""
@@ -47,6 +49,13 @@ class Answer:
     headers: Mapping[str, str]
     body: bytes
 
+    @property
+    def request_id(self) -> str | None:
+        """`X-Request-Id`, which errors quote, when it looks like an identifier (it is shown as
+        is, so anything else is left out)."""
+        value = self.headers.get("X-Request-Id", "")
+        return value if _REQUEST_ID.fullmatch(value) else None
+
     def json(self, asked: Asked) -> Any:
         """The JSON body, or BadResponseError."""
         try:
@@ -57,6 +66,7 @@ class Answer:
                 f"The API answered HTTP {self.status} with a body that is not JSON "
                 f"({kind}: {self._snippet(asked)!r})" + asked.ending,
                 status=self.status,
+                request_id=self.request_id,
                 **asked.where,
             ) from None
 
@@ -69,6 +79,7 @@ class Answer:
             f"The API answered HTTP {self.status} ({kind}); Tallyfy documents 200 for this "
             "request, so the answer is not taken for a result" + asked.ending,
             status=self.status,
+            request_id=self.request_id,
             **asked.where,
         )
 
@@ -80,6 +91,7 @@ class Answer:
             **asked.where,
             "status": status,
             "api_message": self._api_message(asked),
+            "request_id": self.request_id,
         }
         if status == 401:
             return AuthError(

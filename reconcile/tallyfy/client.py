@@ -13,12 +13,11 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -26,6 +25,7 @@ from reconcile import __version__
 from reconcile.config import Target, Token
 from reconcile.domain import ObservedRun
 from reconcile.errors import ApiError, BadResponseError, ConfigError, NotFoundError
+from reconcile.ratelimit import Window
 from reconcile.tallyfy.answers import (
     Answer,
     AnswerTooLarge,
@@ -33,15 +33,15 @@ from reconcile.tallyfy.answers import (
     BoundedBody,
     UnreadableEncoding,
 )
+from reconcile.tallyfy.listing import Listing, PageCallback, list_all
 from reconcile.tallyfy.network import proxy_for
-from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Turn
+from reconcile.tallyfy.pacing import SYSTEM_CLOCK, Clock, Pacer, Turn, retry_after_seconds
 from reconcile.tallyfy.runs import InvalidBody, Page, parse_page, parse_run
 
 log = logging.getLogger("reconcile.http")
 
-Archived = Literal["only", "true"]
+Archived = Literal["only"]
 T = TypeVar("T")
-PageCallback = Callable[[Page], None]
 READ_METHODS = frozenset({"GET", "HEAD"})
 PAGE_SIZE = 100  # the documented cap for per_page
 EXPECTED_STATUS = 200
@@ -72,18 +72,20 @@ class TallyfyClient:
         transport: httpx.AsyncBaseTransport | None = None,
         parallelism: int = 8,
         rate_limit: int = 0,
+        rate_limits: Sequence[Window] = (),
         timeout: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`parallelism` bounds the requests in flight (and the connection pool); `rate_limit` is
-        our own budget of requests per rolling minute, 0 for none (the server's figures and
-        Retry-After are obeyed either way)."""
+        our own budget of requests per rolling minute, 0 for none, and `rate_limits` more windows
+        of our own (the server's figures and Retry-After are obeyed either way)."""
         self.target = target
         self.parallelism = parallelism
         self._token = token
         self._retry = retry
-        self.pacer = Pacer(parallelism=parallelism, per_minute=rate_limit, clock=clock)
+        minute = [Window(rate_limit, 60.0)] if rate_limit else []
+        self.pacer = Pacer(parallelism=parallelism, limits=[*minute, *rate_limits], clock=clock)
         self.requests_sent = 0
         self._timeout = timeout
         self._origin = _origin(target.api_url)
@@ -124,72 +126,49 @@ class TallyfyClient:
     async def get_run(self, run_id: str) -> ObservedRun | None:
         """The run, or None when the API answers 404 (unknown, or archived on some servers)."""
         try:
-            body = await self._send("GET", self._runs_path(run_id), run_id=run_id)
+            reply = await self._send("GET", self._runs_path(run_id), run_id=run_id)
         except NotFoundError:
             return None
-        return self._parse(lambda: parse_run(body, run_id), "GET", self._runs_path(run_id), run_id)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
     async def archive(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
         """Archive (soft-delete) a run: DELETE /runs/{id}. Once `stop` is set the write is no
         longer sent, even after a 429 (WriteCancelled); a write already sent is finished."""
         path = self._runs_path(run_id)
-        body = await self._send("DELETE", path, run_id=run_id, stop=stop)
-        return self._parse(lambda: parse_run(body, run_id), "DELETE", path, run_id)
+        reply = await self._send("DELETE", path, run_id=run_id, stop=stop)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
     async def activate(self, run_id: str, stop: asyncio.Event | None = None) -> ObservedRun:
         """Restore an archived run: PUT /runs/{id}/activate. `stop` as for `archive`."""
         path = self._runs_path(run_id) + "/activate"
-        body = await self._send("PUT", path, run_id=run_id, stop=stop)
-        return self._parse(lambda: parse_run(body, run_id), "PUT", path, run_id)
+        reply = await self._send("PUT", path, run_id=run_id, stop=stop)
+        return self._parse(reply, lambda body: parse_run(body, run_id))
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """The decoded JSON answer to one GET of `path` (below the API URL, such as `me` or
         `organizations/{org}`), with the retries and error mapping of every other request."""
-        return await self._send("GET", path, params=params)
+        return (await self._send("GET", path, params=params)).body
 
-    async def list_page(
-        self, archived: Archived | None, page: int, query: Mapping[str, str] | None = None
-    ) -> Page:
+    async def list_page(self, page: int, query: Mapping[str, str] | None = None) -> Page:
         """One page of the run listing, `per_page` at the documented cap. `query` adds listing
-        parameters such as `checklist_id` or `with`."""
+        parameters such as `archived`, `checklist_id` or `with`."""
         params: dict[str, str] = {**(query or {}), "page": str(page), "per_page": str(PAGE_SIZE)}
-        if archived is not None:
-            params["archived"] = archived
-        path = self._runs_path()
-        body = await self._send("GET", path, params=params)
-        return self._parse(lambda: parse_page(body), "GET", f"{path}?page={page}", None)
+        reply = await self._send("GET", self._runs_path(), params=params)
+        return self._parse(reply, parse_page)
 
     async def list_runs(
         self,
         archived: Archived | None = None,
-        first: Page | None = None,
         query: Mapping[str, str] | None = None,
         on_page: PageCallback | None = None,
     ) -> list[ObservedRun]:
-        """Every run of a listing, starting from `first` if the caller already has page 1.
-        Once a page count is known the other pages are fetched concurrently; without one,
-        `links.next` is followed one page at a time. `on_page` hears of each page fetched here."""
+        """Every run of a listing, archived or not, read whole and checked (see
+        reconcile.tallyfy.listing). `on_page` hears of each page fetched."""
+        listing = Listing.ACTIVE if archived is None else Listing.ARCHIVED
+        return await list_all(self, listing, query, on_page)
 
-        def heard(page: Page) -> Page:
-            if on_page is not None:
-                on_page(page)
-            return page
-
-        async def fetch(number: int) -> Page:
-            return heard(await self.list_page(archived, number, query))
-
-        first = first or await fetch(1)
-        pages = [first]
-        if first.total_pages is not None:
-            pages += await asyncio.gather(*(fetch(n) for n in range(2, first.total_pages + 1)))
-        else:
-            page = first
-            while page.next_url is not None and page.runs:
-                page = heard(await self._follow(page.next_url))
-                pages.append(page)
-        return [run for page in pages for run in page.runs]
-
-    async def _follow(self, url: str) -> Page:
+    async def follow(self, url: str) -> Page:
+        """The listing page at `url` (a `links.next`), only on the configured API's origin."""
         if _origin(url) != self._origin:
             raise BadResponseError(
                 f"The listing's next-page link points to another server ({_origin(url)}); it was "
@@ -197,18 +176,17 @@ class TallyfyClient:
                 method="GET",
                 path=self._runs_path(),
             )
-        body = await self._send("GET", url)
-        return self._parse(lambda: parse_page(body), "GET", urlsplit(url).path, None)
+        reply = await self._send("GET", url)
+        return self._parse(reply, parse_page)
 
-    def _parse(self, parse: Callable[[], T], method: str, path: str, run_id: str | None) -> T:
+    def _parse(self, reply: _Reply, parse: Callable[[Any], T]) -> T:
         try:
-            return parse()
+            return parse(reply.body)
         except InvalidBody as exc:
             raise BadResponseError(
                 f"The API's answer does not look like Tallyfy's documented response: {exc}.",
-                method=method,
-                path="/" + path.lstrip("/"),
-                run_id=run_id,
+                request_id=reply.request_id,
+                **reply.asked.where,
             ) from None
 
     async def _send(
@@ -219,19 +197,21 @@ class TallyfyClient:
         params: Mapping[str, str] | None = None,
         run_id: str | None = None,
         stop: asyncio.Event | None = None,
-    ) -> Any:
-        """Send one logical request, retrying as RetryPolicy allows, and return the JSON body.
-        Once `stop` is set no attempt of it is sent any more (see Pacer.turn)."""
-        shown = "/" + urlsplit(path).path.lstrip("/") if "://" in path else "/" + path
-        asked = Asked(method, shown, run_id, self._token.value)
+    ) -> _Reply:
+        """Send one logical request, retrying as RetryPolicy allows; its JSON body. Once `stop`
+        is set no attempt of it is sent any more (see Pacer.turn)."""
         url = self._url(path, params)
+        # What messages name: the path below the API URL with its query, or a whole link's.
+        raw = url.raw_path.decode("ascii")
+        shown = raw if "://" in path else "/" + raw.removeprefix(self._base.raw_path.decode())
+        asked = Asked(method, shown, run_id, self._token.value)
         started = time.monotonic()
         # Failed attempts count against max_attempts; a 429 does not (the server did nothing and
         # said when to come back), so rate-limited work only gives up at the deadline.
         attempt = 0
         while True:
             try:
-                async with self.pacer.turn(stop) as turn:
+                async with self.pacer.turn(method, stop) as turn:
                     self.requests_sent += 1
                     answer = await self._exchange(method, url, turn)
             except (httpx.TransportError, TimeoutError) as exc:
@@ -279,7 +259,7 @@ class TallyfyClient:
             # The turn just ended may have woken a request waiting for it: let that one go out
             # before this answer is decoded, rather than leave its connection idle meanwhile.
             await asyncio.sleep(0)
-            return answer.json(asked)
+            return _Reply(answer.json(asked), asked, answer.request_id)
 
     async def _exchange(self, method: str, url: httpx.URL, turn: Turn) -> Answer:
         """One attempt: the request and its whole answer, which must arrive within the timeout
@@ -305,7 +285,8 @@ class TallyfyClient:
         times on every send."""
         if "://" in path:
             return httpx.URL(path)
-        target = path + ("?" + urlencode(params) if params else "")
+        # Spaces as %20, never "+": the API does not decode "+" as a space.
+        target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
         return self._base.copy_with(raw_path=self._base.raw_path + target.encode("ascii"))
 
     def _may_retry(self, attempt: int, started: float, delay: float = 0.0) -> bool:
@@ -317,15 +298,19 @@ class TallyfyClient:
         return delay * random.uniform(0.8, 1.2)
 
     def _retry_after(self, answer: Answer) -> float:
-        value = answer.headers.get("Retry-After", "")
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = self._retry.backoff_base
-        return min(max(seconds, 0.0), self._retry.max_retry_after)
+        seconds = retry_after_seconds(answer.headers.get("Retry-After"), time.time())
+        if seconds is None:
+            seconds = self._retry.backoff_base
+        return min(seconds, self._retry.max_retry_after)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A decoded answer and the request it answered, for the errors its parsing may raise."""
+
+    body: Any
+    asked: Asked
+    request_id: str | None
 
 
 def _network_transport(api_url: str, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
