@@ -30,6 +30,7 @@ from bench.server import (
     run_path,
     sandbox_process,
 )
+from bench.startup import startup
 from bench.world import ORG, World
 from reconcile.config import DEFAULT_RATE_LIMIT
 
@@ -231,12 +232,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="only measure what DeepDiff's explanations cost (plan --baseline, apply --plan)",
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only measure start-up: --version and validate of 1,000 runs against python -c pass",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         work = Path(tmp)
         if args.differences:
             sys.stdout.write("\n".join(differences.measure(work)) + "\n")
+            return
+        if args.startup:
+            sys.stdout.write(startup(work, max(args.repeat, 20)) + "\n")
             return
         org = World.generate(20_000, seed=1)
         seed = org.write_seed(work / "org-20k.toml")

@@ -73,13 +73,25 @@ def resolve_target(
     org_flag: str | None,
     environ: Mapping[str, str],
     settings: TallyfySettings,
+    bound: bool = True,
 ) -> Target:
-    """Pick the API URL and organization by precedence and check both."""
+    """Pick the API URL and organization by precedence and check both. With `bound`, the
+    settings' org_id is a state file's own and nothing may replace it (see resolve)."""
     chosen = api_url_flag or environ.get(API_URL_ENV)
     if not chosen and settings.api_url:
         check_file_api_url(settings.api_url)
     api_url = chosen or settings.api_url or DEFAULT_API_URL
     org_id = org_flag or environ.get(ORG_ENV) or settings.org_id
+    if bound and settings.org_id and org_id != settings.org_id:
+        # A state file names its organization so that it is never applied to another by a
+        # stray environment variable or flag: that takes editing the file.
+        given, undo = ("--org", "drop --org") if org_flag else (ORG_ENV, f"unset {ORG_ENV}")
+        raise ConfigError(
+            f"The organization given by {given}, {org_id}, is not the state file's org_id, "
+            f"{settings.org_id}. A state file that names its organization is used only with "
+            f"that one: {undo}, or change (or remove) org_id in the file's [tallyfy] table to "
+            "use it with another."
+        )
     if not org_id:
         raise ConfigError(
             f"No organization ID. Pass --org, set {ORG_ENV}, or set org_id in the state file's "
@@ -243,15 +255,22 @@ def resolve(
     environ: Mapping[str, str],
     tallyfy: TallyfySettings | None = None,
     safety: SafetySettings | None = None,
+    bound: bool = True,
 ) -> Settings:
     """The settings of one command: each value from its flag, else the environment, else the
     state file's [tallyfy] and [safety] tables, else the default. Checked in this order: the
-    organization and API URL, the token, then the rest."""
+    organization and API URL, the token, then the rest. A state file's org_id is `bound`: a flag
+    or the environment naming another organization is refused. Pass bound=False where `tallyfy`
+    only offers a default (a saved plan, an import's existing file), checked by their own rules."""
     flags = flags or Flags()
     tallyfy = tallyfy or TallyfySettings()
     safety = safety or SafetySettings()
     target = resolve_target(
-        api_url_flag=flags.api_url, org_flag=flags.org_id, environ=environ, settings=tallyfy
+        api_url_flag=flags.api_url,
+        org_flag=flags.org_id,
+        environ=environ,
+        settings=tallyfy,
+        bound=bound,
     )
     token = read_token(token_file=flags.token_file, environ=environ)
     pace = resolve_pace(

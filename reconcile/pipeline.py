@@ -152,7 +152,9 @@ def apply(
             # The organization may come from the plan; the API URL never does, so that a plan
             # file cannot send the token to another server.
             file = TallyfySettings(org_id=saved.org_id)
-            settings = resolve(flags, environ=environ, tallyfy=file, safety=saved.limits)
+            settings = resolve(
+                flags, environ=environ, tallyfy=file, safety=saved.limits, bound=False
+            )
             check_target(saved, str(saved_plan), **_target(settings))
         async with connect(settings) as client:
             if saved_plan is None:
@@ -191,7 +193,7 @@ def import_runs(
     existing = existing_file(output, mode)
     written = destination(output)
     file = existing.tallyfy if existing is not None else None
-    settings = resolve(flags, environ=environ, tallyfy=file)
+    settings = resolve(flags, environ=environ, tallyfy=file, bound=False)
 
     async def read() -> list[ObservedRun]:
         async with connect(settings) as client:

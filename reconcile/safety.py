@@ -53,6 +53,21 @@ def tripped(plan: Plan) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _over(plan: Plan, max_changes: int | None) -> bool:
+    return max_changes is not None and len(plan.changes) > max_changes
+
+
+def refusals(plan: Plan, *, force: bool, max_changes: int | None) -> tuple[str, ...]:
+    """Why `apply` with the same options would refuse this plan, one sentence each (empty when
+    it would go ahead): what `plan` shows and exits 3 for, so a review sees it before the merge."""
+    found = list(() if force else plan.gates)
+    if _over(plan, max_changes):
+        found.append(
+            f"the plan has {len(plan.changes)} changes, more than --max-changes {max_changes}."
+        )
+    return tuple(found)
+
+
 def check_before_writes(
     plan: Plan, *, expected_checksum: str | None, force: bool, max_changes: int | None
 ) -> None:
@@ -61,7 +76,7 @@ def check_before_writes(
     gates (unless forced). SafetyError names what refused."""
     if expected_checksum is not None and plan.changes:
         check_checksum(plan, expected_checksum)
-    if max_changes is not None and len(plan.changes) > max_changes:
+    if _over(plan, max_changes):
         raise SafetyError(
             f"The plan has {len(plan.changes)} changes, more than --max-changes {max_changes}; "
             "nothing was written. Raise --max-changes, or split the change into smaller steps."

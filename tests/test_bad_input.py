@@ -184,7 +184,7 @@ def test_an_endless_file_is_refused() -> None:
 
 def test_a_directory_is_not_a_state_file(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
     stderr = run("validate", str(tmp_path)).stderr
-    assert "Error: Invalid value for '[STATE_FILE]'" in stderr
+    assert "Error: Invalid value for '[STATE_FILE]...'" in stderr
     assert "is a directory" in stderr
 
 

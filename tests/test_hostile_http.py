@@ -315,8 +315,8 @@ def test_timeout_bounds_the_whole_answer_not_the_gap_between_bytes(
         result = reconcile("apply", str(state), "--auto-approve", "--timeout", "0.5")
     assert result.exit_code == 1, result.output
     assert (
-        f"FAILED  {RUN}  archive: No answer from the API (the whole answer did not arrive within "
-        f"the timeout of 0.5 s) for run {RUN}."
+        f"FAILED  {RUN}  archive: No answer from the API at {urlsplit(hostile.url).netloc} (the "
+        f"whole answer did not arrive within the timeout of 0.5 s) for run {RUN}."
     ) in result.stdout
     assert hostile.count("DELETE", RUN_PATH) == 3
     assert sandbox_states(sandbox, (RUN,)) == {RUN: "active"}

@@ -94,13 +94,13 @@ def test_json_plan_without_changes(sandbox: Sandbox, cli_env: str, tmp_path: Pat
     assert document["checksum"] == hashlib.sha256(b"[]").hexdigest()
 
 
-def test_json_keeps_the_exit_code_and_carries_gate_warnings(
+def test_json_carries_gate_warnings_and_plan_exits_3(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
     ids = add_runs(sandbox, 10, archived=False)
     path = write_state(tmp_path / "state.toml", dict.fromkeys(ids, "archived"))
     result = run("plan", str(path), "--format", "json", "--detailed-exitcode")
-    assert result.exit_code == 2
+    assert result.exit_code == 3, "apply would refuse it"
     document = json.loads(result.stdout)
     Draft202012Validator(PLAN_SCHEMA).validate(document)
     assert document["warnings"] == [
@@ -147,7 +147,7 @@ def test_markdown_of_5000_changes_fits_in_one_comment(
         tmp_path / "state.toml", {**dict.fromkeys(ids, "archived"), **dict.fromkeys(kept, "active")}
     )
     result = run("plan", str(path), "--format", "markdown", "--detailed-exitcode")
-    assert result.exit_code == 2
+    assert result.exit_code == 3, "apply would refuse it"
     text = result.stdout
     assert len(text) < COMMENT_LIMIT
     lines = text.splitlines()
@@ -298,7 +298,7 @@ def test_markdown_with_thousands_of_unmanaged_runs_still_fits(
     assert len(text) < COMMENT_LIMIT
     assert "<details><summary>6010 unmanaged runs" in text
     assert "more unmanaged runs not shown" in text or "unmanaged runs not shown" in text
-    document = plan_json(str(path), "--show-unmanaged")
+    document = plan_json(str(path), "--show-unmanaged", "--force")  # past the archive gate
     assert len(document["unmanaged"]) == 6010
 
 

@@ -1,8 +1,10 @@
-"""Safety gates end to end: each gate refuses apply with exit 3 and no write, plan warns, and the
-state file's [safety] table, the flags and --force move or lift them."""
+"""Safety gates end to end: each gate refuses apply with exit 3 and no write, plan exits 3 with the
+same reason in every format, and the state file's [safety] table, the flags and --force move or
+lift them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,12 +45,40 @@ def test_archiving_more_than_30_percent_of_active_runs_is_refused(
     assert sandbox.writes == []
 
     plan = run("plan", str(path))
-    assert plan.exit_code == 0
-    assert (
-        "Warning: apply would refuse: the plan would archive 7 of the 20 declared runs that are "
-        "active now (35.0%)" in plan.stdout
+    assert plan.exit_code == 3, "the pull request's check fails before the merge"
+    reason = "the plan would archive 7 of the 20 declared runs that are active now (35.0%)"
+    assert f"Warning: apply would refuse: {reason}" in plan.stdout
+    assert plan.stdout.endswith("Plan: 7 to archive, 0 to activate, 13 unchanged.\n")
+    assert plan.stderr.startswith(
+        f"Error: apply would refuse this plan; nothing can be applied as it is:\n  - {reason}"
     )
     assert sandbox.writes == []
+
+
+def test_plan_exits_3_with_the_reason_in_every_format_and_force_shows_the_forced_plan(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    ids = add_runs(sandbox, 20, archived=False)
+    path = declare(tmp_path / "state.toml", ids, 7)
+    reason = "the plan would archive 7 of the 20 declared runs that are active now (35.0%)"
+    as_json = run("plan", str(path), "--format", "json", "--detailed-exitcode")
+    assert as_json.exit_code == 3, "3 wins over 2: there is nothing to review that could be applied"
+    document = json.loads(as_json.stdout)
+    assert any(reason in warning for warning in document["warnings"])
+    markdown = run("plan", str(path), "--format", "markdown")
+    assert markdown.exit_code == 3
+    assert f"> **Warning:** apply would refuse: {reason}" in markdown.stdout
+
+    forced = run("plan", str(path), "--force", "--detailed-exitcode", "--format", "json")
+    assert forced.exit_code == 2
+    assert forced.stderr.startswith(f"Warning: --force overrides a safety gate: {reason}")
+    assert json.loads(forced.stdout)["warnings"] == []
+    assert json.loads(forced.stdout)["checksum"] == document["checksum"]
+    applied = run(
+        "apply", str(path), "--auto-approve", "--force", "--checksum", document["checksum"]
+    )
+    assert applied.exit_code == 0, applied.output
+    assert len(sandbox.writes) == 7, "apply --force carried out the plan plan --force showed"
 
 
 def test_exactly_at_the_limit_passes(sandbox: Sandbox, cli_env: str, tmp_path: Path) -> None:
@@ -123,7 +153,7 @@ def test_a_state_file_without_runs_is_refused(
     path = tmp_path / "state.toml"
     path.write_text(f'[tallyfy]\norg_id = "{ORG}"\n\n[runs]\n')
     plan = run("plan", str(path))
-    assert plan.exit_code == 0
+    assert plan.exit_code == 3
     assert plan.stdout == (
         f"Organization {ORG} at {cli_env}; 0 runs declared in {path}.\n"
         "\n"
@@ -153,6 +183,12 @@ def test_max_changes_caps_the_writes_of_one_apply(
             "Raise --max-changes, or split the change into smaller steps.\n"
         )
     assert sandbox.writes == []
+    planned = run("plan", str(path), "--max-changes", "2", "--force")
+    assert planned.exit_code == 3, "--force does not lift --max-changes, in plan either"
+    assert "Warning: apply would refuse: the plan has 3 changes, more than --max-changes 2." in (
+        planned.stdout
+    )
+    assert run("plan", str(path), "--max-changes", "3").exit_code == 0
     result = run("apply", str(path), "--auto-approve", "--max-changes", "3")
     assert result.exit_code == 0, result.output
     assert len(sandbox.writes) == 3
@@ -195,7 +231,7 @@ def test_a_saved_plan_keeps_its_limits_and_is_gated_at_apply(
     ids = add_runs(sandbox, 20, archived=False)
     path = declare(tmp_path / "state.toml", ids, 8)
     strict, loose = tmp_path / "strict.json", tmp_path / "loose.json"
-    assert run("plan", str(path), "--out", str(strict)).exit_code == 0
+    assert run("plan", str(path), "--out", str(strict)).exit_code == 3, "saved all the same"
     assert run("plan", str(path), "--out", str(loose), "--max-archive-percent", "40").exit_code == 0
     sandbox.clear_log()
 

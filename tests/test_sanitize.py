@@ -77,14 +77,14 @@ def test_hostile_names_and_statuses_forge_nothing_in_any_plan_format(
 ) -> None:
     path, changed = hostile_state(sandbox, tmp_path / "state.toml")
 
-    text = run("plan", str(path), "--show-unmanaged")
+    text = run("plan", str(path), "--force", "--show-unmanaged")
     assert text.exit_code == 0, text.output
     assert_inert(text.output)
     shown = [m[2] for m in CHANGE_LINE.finditer(text.output)]
     assert shown == changed  # one line per change, in plan order, and no other
     assert len(re.findall("^Warning: ", text.output, re.MULTILINE)) == len(HOSTILE) + 1  # + a gate
 
-    markdown = run("plan", str(path), "--format", "markdown", "--show-unmanaged").output
+    markdown = run("plan", str(path), "--force", "--format", "markdown", "--show-unmanaged").output
     assert_inert(markdown)
     rows = [line for line in markdown.splitlines() if line.startswith("| archive |")]
     assert [row.split("`")[1] for row in rows] == changed
@@ -92,7 +92,7 @@ def test_hostile_names_and_statuses_forge_nothing_in_any_plan_format(
     for markup in ("<img", "<!--", "<details><summary>x"):
         assert markup not in markdown
 
-    raw = run("plan", str(path), "--format", "json", "--show-unmanaged").output
+    raw = run("plan", str(path), "--force", "--format", "json", "--show-unmanaged").stdout
     assert raw.isascii()
     document: dict[str, Any] = json.loads(raw)
     for entry in document["changes"] + document["unchanged"] + document["unmanaged"]:

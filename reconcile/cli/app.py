@@ -37,7 +37,8 @@ Exit codes:
   2  plan --detailed-exitcode only: changes are present; refresh
      --detailed-exitcode only: the file changed or would (not a failure)
   3  refused by a safety gate before any write (e.g. apply without a terminal
-     or --auto-approve); nothing was written
+     or --auto-approve); nothing was written. plan: apply would refuse
+     this plan (a gate, --max-changes, an empty file)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM; apply started no new
      write after the signal and reports what was done"""
 
@@ -54,6 +55,14 @@ class _Cli(click.Group):
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _usage_errors_exit_1():
             return super().make_context(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug belongs to the group, but it is usually added at the end of the command line
+        # that failed: take it from anywhere before `--`.
+        end = args.index("--") if "--" in args else len(args)
+        found = [arg for arg in args[:end] if arg == "--debug"]
+        rest = [arg for arg in args[:end] if arg != "--debug"] + args[end:]
+        return super().parse_args(ctx, found[:1] + rest)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -147,7 +156,13 @@ def _fail(exc: ReconcileError) -> NoReturn:
 
 @click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconcile")
-@click.option("--debug", is_flag=True, help="Trace requests on stderr and show tracebacks.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="RECONCILE_DEBUG",
+    help="Trace requests on stderr and show tracebacks; anywhere on the command line "
+    "[env RECONCILE_DEBUG=1].",
+)
 def cli(debug: bool) -> None:
     """Declare the state of Tallyfy process runs (archived or active) in a TOML file, then plan
     and apply exactly the API calls that make the organization match it."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from reconcile import pipeline
 from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
 from reconcile.config import Flags
 from reconcile.errors import ConfigError
@@ -70,6 +69,9 @@ def import_(
 ) -> None:
     """Write the organization's runs, with their live states and names, as a state file.
     Read-only towards Tallyfy: sends only GET requests."""
+    # Only now: the pipeline brings the HTTP stack, which `--version` and `validate` never need.
+    from reconcile import pipeline
+
     if force and merge:
         raise ConfigError("Give --force or --merge, not both.")
     selection = make_selection(

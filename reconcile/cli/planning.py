@@ -7,15 +7,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconcile import pipeline
-from reconcile.apply import Interruption, Result
 from reconcile.cli.app import (
     EXIT_CHANGES,
     EXIT_CODES,
     EXIT_ERROR,
+    EXIT_REFUSED,
     cli,
     colour_for,
     connection_options,
@@ -28,32 +28,45 @@ from reconcile.cli.app import (
 from reconcile.cli.console import Console
 from reconcile.config import Flags
 from reconcile.domain import RunState
-from reconcile.errors import SafetyError
-from reconcile.plan import Plan
-from reconcile.render import (
-    ci_origin,
-    render_apply_markdown,
-    render_plan,
-    render_plan_json,
-    render_plan_markdown,
-    render_report_json,
-    render_result,
-    render_summary,
-)
+from reconcile.errors import ReconcileError, SafetyError
 from reconcile.render.progress import ProgressLine
+from reconcile.state import load_state
 from reconcile.writer import destination
+
+if TYPE_CHECKING:
+    from reconcile.apply import Result
+    from reconcile.plan import Plan
+
+# `plan` and `apply` import the pipeline and the renderers when they run: they bring the HTTP
+# stack, which `--version` and `validate` (run by pre-commit on every commit) never need.
 
 
 @cli.command(epilog=EXIT_CODES)
-@state_argument
-def validate(state_file: Path) -> None:
-    """Check STATE_FILE offline (default: state.toml). Sends no request."""
-    state = pipeline.validate(state_file)
-    archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
-    click.echo(
-        f"{state.path} is valid: {len(state.runs)} runs declared "
-        f"({archived} archived, {len(state.runs) - archived} active)."
-    )
+@click.argument(
+    "state_files",
+    nargs=-1,
+    metavar="[STATE_FILE]...",
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+def validate(state_files: tuple[Path, ...]) -> None:
+    """Check each STATE_FILE offline (default: state.toml). Sends no request. Every file is
+    checked, and every problem of each is reported, before the exit code says whether all were
+    valid (as pre-commit calls it, with the changed files)."""
+    invalid = 0
+    for state_file in state_files or (Path("state.toml"),):
+        try:
+            state = load_state(state_file)  # what pipeline.validate is, without the pipeline
+        except ReconcileError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            invalid += 1
+            continue
+        archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
+        click.echo(
+            f"{state.path} is valid: {len(state.runs)} runs declared "
+            f"({archived} archived, {len(state.runs) - archived} active)."
+        )
+    if invalid:
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -93,6 +106,17 @@ def validate(state_file: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan as JSON in this file (- for standard output), for apply --plan.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Show the plan apply --force would carry out: the safety gates do not make plan exit 3.",
+)
+@click.option(
+    "--max-changes",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Exit 3, as apply --max-changes N would refuse, when the plan has more changes.",
+)
 @takes_flags
 def plan(
     state_file: Path,
@@ -102,9 +126,16 @@ def plan(
     show_unmanaged: bool,
     output_format: str,
     out: Path | None,
+    force: bool,
+    max_changes: int | None,
     flags: Flags,
 ) -> None:
-    """Show what apply would change. Read-only: sends only GET requests."""
+    """Show what apply would change. Read-only: sends only GET requests. Exits 3 when apply of
+    this plan (with the same --force and --max-changes) would refuse it."""
+    from reconcile import pipeline
+    from reconcile.render import ci_origin, render_plan, render_plan_json, render_plan_markdown
+    from reconcile.safety import refusals
+
     saved_to = None if out is None else destination(out, stdout=sys.stdout)
     reading = progress_line("Reading runs", "requests")
     try:
@@ -119,7 +150,7 @@ def plan(
     finally:
         if reading is not None:
             reading.clear()
-    warnings = result.gates
+    warnings = refusals(result, force=force, max_changes=max_changes)
     origin = ci_origin(os.environ)
     colour = colour_for(sys.stdout)
     console = Console(sys.stdout)
@@ -141,6 +172,16 @@ def plan(
             f"the plan could not be written to standard output ({console.lost}); what was "
             "shown is incomplete."
         )
+    if force:
+        for gate in result.gates:
+            click.echo(f"Warning: --force overrides a safety gate: {gate}", err=True)
+    if warnings:
+        click.echo(
+            "Error: apply would refuse this plan; nothing can be applied as it is:\n"
+            + "\n".join(f"  - {warning}" for warning in warnings),
+            err=True,
+        )
+        sys.exit(EXIT_REFUSED)
     if detailed_exitcode and result.changes:
         sys.exit(EXIT_CHANGES)
 
@@ -191,6 +232,16 @@ def apply(
     flags: Flags,
 ) -> None:
     """Plan, ask for confirmation, then archive and activate exactly the planned runs."""
+    from reconcile import pipeline
+    from reconcile.apply import Interruption
+    from reconcile.render import (
+        ci_origin,
+        render_apply_markdown,
+        render_plan_markdown,
+        render_report_json,
+        render_summary,
+    )
+
     report_to = None if report_file is None else destination(report_file, stdout=sys.stdout)
     approved = auto_approve or plan_file is not None or expected_checksum is not None
     shown = _Applying(Console(sys.stdout), colour_for(sys.stdout), approved)
@@ -263,6 +314,8 @@ class _Applying:
                 f"Saved plan {plan.saved.path}: {plan.saved.reviewed} changes reviewed, "
                 f"{plan.saved.done} already done."
             )
+        from reconcile.render import render_plan
+
         self.console.show(lambda stream: render_plan(plan, stream, colour=self.colour))
 
     def approve(self, plan: Plan) -> None:
@@ -283,6 +336,8 @@ class _Applying:
         self.results.append(result)
         if self.progress is not None:
             self.progress.clear()
+        from reconcile.render import render_result
+
         self.console.show(lambda stream: render_result(result, stream, colour=self.colour))
         if self.progress is not None and self.planned is not None:
             self.progress.update(len(self.results), len(self.planned.changes))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from reconcile import pipeline
 from reconcile.cli.app import (
     EXIT_CHANGES,
     EXIT_CODES,
@@ -47,6 +46,9 @@ def refresh(
     """Rewrite STATE_FILE in place so that each declaration says what Tallyfy says now: runs
     archived or activated in Tallyfy are declared so. Only the changed values (or, with --prune,
     lines) change; comments and everything else stay. Read-only: sends only GET requests."""
+    # Only now: the pipeline brings the HTTP stack, which `--version` and `validate` never need.
+    from reconcile import pipeline
+
     reading = progress_line("Reading runs", "requests")
     try:
         refreshed = pipeline.refresh(

@@ -233,7 +233,8 @@ class TallyfyClient:
                     if isinstance(exc, TimeoutError)
                     else f"{type(exc).__name__}: {exc or 'connection failed'}"
                 )
-                message = f"No answer from the API ({reason}){asked.ending}"
+                host = url.netloc.decode("ascii")
+                message = f"No answer from the API at {host} ({reason}){asked.ending}"
                 raise ApiError(message, **asked.where) from None
             except (AnswerTooLarge, UnreadableEncoding) as exc:
                 log.debug("%s %s -> %s", method, shown, type(exc).__name__)

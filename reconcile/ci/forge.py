@@ -1,0 +1,169 @@
+"""The pull-request comment on GitHub and the merge-request note on GitLab, over their REST APIs.
+
+The standard library's urllib is enough for the few calls made here, and keeps this separate
+from the Tallyfy client: no retries, rate limits or pagination of runs apply to a comment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconcile import __version__
+
+TIMEOUT = 30.0
+_LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+class ForgeError(Exception):
+    """A request to GitHub or GitLab failed; the message names the request and the answer."""
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+
+
+class Forge(Protocol):
+    """One pull (merge) request's comments, and the request a commit was merged from."""
+
+    name: str
+
+    def comments(self, number: int) -> Iterator[Comment]: ...
+
+    def create(self, number: int, body: str) -> Comment: ...
+
+    def update(self, number: int, comment: Comment, body: str) -> Comment: ...
+
+    def merged_request(self, sha: str) -> int | None: ...
+
+
+class _Api:
+    """JSON over HTTP with one token header, never following a link off the API's own host."""
+
+    def __init__(self, base: str, headers: Mapping[str, str]) -> None:
+        self.base = base.rstrip("/")
+        self.headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"reconcile-ci/{__version__}",
+            **headers,
+        }
+
+    def call(self, method: str, url: str, data: Any = None) -> tuple[Any, Mapping[str, str]]:
+        if not url.startswith(self.base + "/"):
+            url = self.base + url
+        payload = None if data is None else json.dumps(data).encode()
+        request = urllib.request.Request(url, payload, self.headers, method=method)
+        shown = f"{method} {urllib.parse.urlsplit(url).path}"
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                body = response.read()
+                headers = dict(response.headers.items())
+        except urllib.error.HTTPError as exc:
+            raise ForgeError(f"{shown} answered {exc.code}: {_message(exc.read())}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            host = urllib.parse.urlsplit(url).netloc
+            reason = getattr(exc, "reason", exc)
+            raise ForgeError(f"{shown}: could not reach {host}: {reason}") from None
+        try:
+            return (json.loads(body) if body else None), headers
+        except ValueError:
+            raise ForgeError(f"{shown} answered something that is not JSON") from None
+
+
+def _message(body: bytes) -> str:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return "(no JSON message)"
+    message = decoded.get("message") if isinstance(decoded, dict) else None
+    return str(message)[:300] if message else "(no message)"
+
+
+class GitHub:
+    """A repository's issue comments (a pull request is an issue) through GitHub's REST API."""
+
+    name = "GitHub"
+
+    def __init__(self, api_url: str, repository: str, token: str) -> None:
+        self.api = _Api(
+            api_url,
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+        )
+        self.repo = f"/repos/{repository}"
+
+    def comments(self, number: int) -> Iterator[Comment]:
+        url: str | None = f"{self.repo}/issues/{number}/comments?per_page=100"
+        while url:
+            page, headers = self.api.call("GET", url)
+            for item in page:
+                yield Comment(int(item["id"]), str(item.get("body") or ""))
+            found = _LINK_NEXT.search(_header(headers, "Link"))
+            url = found[1] if found and found[1].startswith(self.api.base + "/") else None
+
+    def create(self, number: int, body: str) -> Comment:
+        made, _ = self.api.call("POST", f"{self.repo}/issues/{number}/comments", {"body": body})
+        return Comment(int(made["id"]), body)
+
+    def update(self, number: int, comment: Comment, body: str) -> Comment:
+        self.api.call("PATCH", f"{self.repo}/issues/comments/{comment.id}", {"body": body})
+        return Comment(comment.id, body)
+
+    def merged_request(self, sha: str) -> int | None:
+        pulls, _ = self.api.call("GET", f"{self.repo}/commits/{sha}/pulls")
+        merged = [pull for pull in pulls if pull.get("merged_at")]
+        return int(merged[0]["number"]) if merged else None
+
+
+class GitLab:
+    """A project's merge-request notes through GitLab's REST API (v4)."""
+
+    name = "GitLab"
+
+    def __init__(self, api_url: str, project_id: str, token: str) -> None:
+        self.api = _Api(api_url, {"PRIVATE-TOKEN": token})
+        self.project = f"/projects/{urllib.parse.quote(project_id, safe='')}"
+
+    def comments(self, number: int) -> Iterator[Comment]:
+        page: str | None = "1"
+        while page:
+            notes, headers = self.api.call(
+                "GET",
+                f"{self.project}/merge_requests/{number}/notes?sort=asc&per_page=100&page={page}",
+            )
+            for note in notes:
+                yield Comment(int(note["id"]), str(note.get("body") or ""))
+            page = _header(headers, "X-Next-Page") or None
+
+    def create(self, number: int, body: str) -> Comment:
+        path = f"{self.project}/merge_requests/{number}/notes"
+        made, _ = self.api.call("POST", path, {"body": body})
+        return Comment(int(made["id"]), body)
+
+    def update(self, number: int, comment: Comment, body: str) -> Comment:
+        path = f"{self.project}/merge_requests/{number}/notes/{comment.id}"
+        self.api.call("PUT", path, {"body": body})
+        return Comment(comment.id, body)
+
+    def merged_request(self, sha: str) -> int | None:
+        requests, _ = self.api.call(
+            "GET", f"{self.project}/repository/commits/{sha}/merge_requests"
+        )
+        merged = [mr for mr in requests if mr.get("state") == "merged"]
+        return int(merged[0]["iid"]) if merged else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), "")
