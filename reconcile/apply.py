@@ -9,7 +9,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from reconcile.domain import ObservedRun
-from reconcile.errors import ApiError, BadResponseError, WriteCancelled
+from reconcile.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    RateLimitError,
+    WriteCancelled,
+)
 from reconcile.plan import Action, Change, Plan
 from reconcile.tallyfy import TallyfyClient, reread
 from reconcile.tallyfy.tasks import gather
@@ -141,11 +147,13 @@ async def _carry_out(client: TallyfyClient, change: Change, stop: asyncio.Event)
             detail = f"{unsettled} A re-read showed it not done; interrupted, so not sent again."
             return Result(change, ok=False, detail=detail, writes=writes - 1)
         except ApiError as exc:
-            # After a 5xx, a dropped connection or an unreadable answer the write may or may not
-            # have happened; a 400, 404, 409 or 422 may be the API's answer to a no-op write.
-            # Either way only a fresh read tells, and nothing is sent again before it.
+            # After a 5xx, a dropped connection or an unreadable or unexpected answer (a redirect
+            # included) the write may or may not have happened; a 4xx such as 400, 404 or 422 may
+            # be the API's answer to a write that was a no-op. Either way only a fresh read tells,
+            # and nothing is sent again before it. Only a refused token or permission (401, 403)
+            # and a rate limit that outlasted the deadline say for certain nothing was done.
             ambiguous = exc.status is None or exc.status >= 500 or isinstance(exc, BadResponseError)
-            if not ambiguous and exc.status not in (400, 404, 409, 422):
+            if isinstance(exc, (AuthError, RateLimitError)):
                 return Result(change, ok=False, detail=str(exc), writes=writes)
             try:
                 now = await reread(client, change.run_id)

@@ -207,6 +207,39 @@ def test_a_redirect_to_a_write_that_happened_is_confirmed_by_reading(
     assert sandbox_states(sandbox, (RUN,)) == {RUN: "archived"}
 
 
+@pytest.mark.parametrize("status", [400, 405, 409, 410, 418])
+@pytest.mark.parametrize("carried_out", [True, False], ids=["done", "not done"])
+def test_an_undocumented_refusal_of_a_write_is_settled_by_reading(
+    hostile: HostileApi, sandbox: Sandbox, tmp_path: Path, status: int, carried_out: bool
+) -> None:
+    """A 4xx the API does not document for the write may answer a write that was a no-op, or
+    one that happened: the run is re-read. Done, the change is confirmed; not done, it fails
+    with the API's answer and is not sent again (a refusal is not a failure to deliver)."""
+
+    def refuse(wire: Wire) -> None:
+        if carried_out:
+            wire.honest()
+        body = json.dumps({"error": True, "message": "Nope", "code": "X"}).encode()
+        wire.answer(status, {"Content-Type": "application/json"}, body)
+
+    hostile.tamper("DELETE", RUN_PATH, refuse)
+    state = write_state(tmp_path / "state.toml", {RUN: "archived"})
+    with within(20):
+        result = reconcile("apply", str(state), "--auto-approve")
+    assert hostile.count("DELETE", RUN_PATH) == 1
+    assert hostile.seen[-1] == ("GET", "/api" + RUN_PATH)
+    if carried_out:
+        assert result.exit_code == 0, result.output
+        assert f"ok      {RUN}  archived (confirmed by re-reading)" in result.stdout
+    else:
+        assert result.exit_code == 1, result.output
+        assert f"FAILED  {RUN}  archive: The API refused the request for run {RUN}." in (
+            result.stdout
+        )
+        assert f'HTTP {status}) The API said: "Nope".' in result.stdout
+    assert sandbox_states(sandbox, (RUN,)) == {RUN: "archived" if carried_out else "active"}
+
+
 @pytest.mark.parametrize("status", [301, 302, 304, 307, 308, 204])
 def test_an_unexpected_status_on_a_read_stops_before_any_write(
     hostile: HostileApi, sandbox: Sandbox, tmp_path: Path, status: int

@@ -376,3 +376,17 @@ def test_a_state_file_may_name_loopback(
     applied = reconcile("apply", str(state), "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert sandbox_states(sandbox, (DEMO_IDS[0],)) == {DEMO_IDS[0]: "archived"}
+
+
+def test_an_unreadable_ca_bundle_is_a_clear_error(
+    sandbox: Sandbox, served: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("TALLYFY_API_URL", served)
+    result = refused("plan", str(EXAMPLE))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: Cannot load the CA certificates that SSL_CERT_FILE points at"
+    )
+    assert "Traceback" not in result.output
+    assert sandbox.requests == []

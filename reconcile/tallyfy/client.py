@@ -325,7 +325,7 @@ def _network_transport(api_url: str, limits: httpx.Limits) -> httpx.AsyncHTTPTra
         )
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            "Cannot load the CA certificates that SSL_CERT_FILE or SSL_CERT_DIR points at "
+            "Cannot load the CA certificates that SSL_CERT_FILE points at "
             f"({exc.strerror or exc}); point it at a readable PEM bundle or unset it."
         ) from None
     except (httpx.InvalidURL, ValueError):
