@@ -24,7 +24,7 @@ from reconcile import pipeline
 from reconcile.apply import apply_plan
 from reconcile.config import TOKEN_ENV, Flags, Target, Token
 from reconcile.domain import RunState
-from reconcile.errors import ApiError, UnknownRunsError
+from reconcile.errors import ApiError, BadResponseError, UnknownRunsError
 from reconcile.listing import list_org_runs
 from reconcile.plan import build_plan
 from reconcile.render import render_plan_json, render_plan_markdown
@@ -270,6 +270,36 @@ def test_a_next_link_looping_to_the_same_page_stops() -> None:
     server.page = looping  # type: ignore[method-assign]
     assert "do not end" in str(refused(server))
     assert server.listed <= 2 + 2
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.1:99999/api/runs?page=2",
+        "http://127.0.0.1:port/api/runs?page=2",
+        "http://127.0.0.1/api/runs?page=2\nX-Injected: 1",
+        "http://[::1/api/runs?page=2",
+    ],
+    ids=["port out of range", "port not a number", "line break", "broken IPv6"],
+)
+def test_a_next_link_that_is_no_url_is_a_bad_answer(link: str) -> None:
+    server = Server(org(), total=False, total_pages=False)
+    original = server.page
+
+    def broken(request: httpx.Request) -> dict[str, Any]:
+        answer = original(request)
+        answer["meta"]["pagination"]["links"] = {"next": link}
+        return answer
+
+    server.page = broken  # type: ignore[method-assign]
+
+    async def read() -> None:
+        async with server.client() as client:
+            await client.list_runs(None)
+
+    with pytest.raises(BadResponseError, match="not a usable URL"):
+        run_async(read())
+    assert server.listed == 1
 
 
 @pytest.mark.parametrize(

@@ -169,9 +169,21 @@ class TallyfyClient:
 
     async def follow(self, url: str) -> Page:
         """The listing page at `url` (a `links.next`), only on the configured API's origin."""
-        if _origin(url) != self._origin:
+        try:
+            # A link is the API's text: a bad port or white space in it is a bad answer.
+            if any(character.isspace() for character in url):
+                raise ValueError(url)
+            origin = _origin(url)
+            httpx.URL(url)
+        except (ValueError, httpx.InvalidURL):
             raise BadResponseError(
-                f"The listing's next-page link points to another server ({_origin(url)}); it was "
+                f"The listing's next-page link {url!r} is not a usable URL; it was not followed.",
+                method="GET",
+                path=self._runs_path(),
+            ) from None
+        if origin != self._origin:
+            raise BadResponseError(
+                f"The listing's next-page link points to another server ({origin}); it was "
                 "not followed, so the access token stays with the configured API.",
                 method="GET",
                 path=self._runs_path(),
