@@ -27,7 +27,10 @@ async def list_org_runs(
         *(client.list_runs(archived, query=query) for archived in _LISTINGS[include])
     )
     unique, contradicted = moved(*listings)
-    await read_again(client, unique, contradicted)
+    # The fresh read asks for the relations the listing did: without them a moved run would come
+    # back with no tags, and a filter on tags would drop it.
+    relations = {"with": query["with"]} if query and "with" in query else None
+    await read_again(client, unique, contradicted, relations=relations)
     return [unique[run_id] for run_id in sorted(unique)]
 
 

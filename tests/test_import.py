@@ -9,10 +9,16 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from reconcile.sandbox import Sandbox, SandboxRun, serve
+from reconcile import pipeline
+from reconcile.config import TOKEN_ENV, Flags, Settings
+from reconcile.domain import RunState
+from reconcile.sandbox import Behaviour, Sandbox, SandboxRun, serve
+from reconcile.selection import make_selection
 from reconcile.state import load_state
+from reconcile.tallyfy import TallyfyClient
 from tests.helpers import (
     BLUEPRINTS,
     DEMO_IDS,
@@ -347,3 +353,55 @@ def test_one_run_is_counted_in_the_singular(sandbox: Sandbox, cli_env: str, tmp_
     result = run("import", "--output", str(path), "--name", "^Fire")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Wrote 1 run (0 archived, 1 active) to {path}.\n"
+
+
+class ArchivesDuringListing(httpx.AsyncBaseTransport):
+    """The in-process sandbox, where `run_id` is archived in the web app the moment the archived
+    listing is first asked for: the active listing already showed it, so it is in both."""
+
+    def __init__(self, sandbox: Sandbox, run_id: str) -> None:
+        self._sandbox = sandbox
+        self._inner = sandbox.transport()
+        self._run_id = run_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        archived_listing = params.get("archived") == "only" or params.get("status") == "archived"
+        if archived_listing and not self._sandbox.is_archived(self._run_id):
+            self._sandbox.set_archived(self._run_id, True)
+        return await self._inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("archived_get", [200, 404])
+def test_a_run_that_moves_while_listed_stays_in_a_tag_filtered_import(
+    sandbox: Sandbox, tmp_path: Path, archived_get: int
+) -> None:
+    """The run is read again because the two listings disagree on it; that read asks for its tags
+    too, so the tag filter still matches it, and it is written in the state it moved to."""
+    sandbox.behaviour = Behaviour(archived_get=archived_get)
+    moving = DEMO_IDS[1]  # active, tagged "audit"
+
+    def connect(settings: Settings) -> TallyfyClient:
+        transport = ArchivesDuringListing(sandbox, moving)
+        return TallyfyClient(settings.target, settings.token, transport=transport, parallelism=1)
+
+    path = tmp_path / "state.toml"
+    flags = Flags(api_url="https://sandbox.test/api", org_id=ORG)
+    imported = pipeline.import_runs(
+        path, make_selection(tag="audit"), flags=flags, environ={TOKEN_ENV: TOKEN}, connect=connect
+    )
+
+    assert sandbox.is_archived(moving)
+    reread = [r for r in sandbox.requests if r.path == f"/organizations/{ORG}/runs/{moving}"]
+    assert [r.query.get("with") for r in reread] == ["tags"]
+    if archived_get == 404:
+        archived_listings = [r for r in sandbox.requests if r.query.get("archived") == "only"]
+        assert [r.query.get("with") for r in archived_listings] == ["tags", "tags"]
+    assert {run.run_id: run.state for run in imported.written} == {
+        moving: RunState.ARCHIVED,
+        DEMO_IDS[7]: RunState.ACTIVE,
+    }
+    assert {run.run_id: run.state.value for run in load_state(path).runs} == {
+        moving: "archived",
+        DEMO_IDS[7]: "active",
+    }

@@ -123,10 +123,13 @@ class TallyfyClient:
         base = f"organizations/{self.target.org_id}/runs"
         return base if run_id is None else f"{base}/{run_id}"
 
-    async def get_run(self, run_id: str) -> ObservedRun | None:
-        """The run, or None when the API answers 404 (unknown, or archived on some servers)."""
+    async def get_run(
+        self, run_id: str, query: Mapping[str, str] | None = None
+    ) -> ObservedRun | None:
+        """The run, or None when the API answers 404 (unknown, or archived on some servers).
+        `query` adds parameters such as `with`."""
         try:
-            reply = await self._send("GET", self._runs_path(run_id), run_id=run_id)
+            reply = await self._send("GET", self._runs_path(run_id), params=query, run_id=run_id)
         except NotFoundError:
             return None
         return self._parse(reply, lambda body: parse_run(body, run_id))

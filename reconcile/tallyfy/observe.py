@@ -190,11 +190,13 @@ async def read_again(
     runs: dict[str, ObservedRun],
     run_ids: Iterable[str],
     on_read: Callable[[], None] | None = None,
+    relations: Mapping[str, str] | None = None,
 ) -> None:
     """Replace each of `run_ids` in `runs` with a fresh read, or drop it if it is gone now: the
-    runs seen in both listings, whose listed copies are stale."""
+    runs seen in both listings, whose listed copies are stale. `relations` (such as
+    `{"with": "tags"}`) are asked for again, so the fresh copy holds what the listed one held."""
     for run_id in sorted(run_ids):
-        now = await reread(client, run_id)
+        now = await reread(client, run_id, relations)
         if on_read is not None:
             on_read()
         if now is None:
@@ -203,10 +205,13 @@ async def read_again(
             runs[run_id] = now
 
 
-async def reread(client: TallyfyClient, run_id: str) -> ObservedRun | None:
-    """The run as it is now, or None if the organization does not have it."""
-    run = await client.get_run(run_id)
+async def reread(
+    client: TallyfyClient, run_id: str, relations: Mapping[str, str] | None = None
+) -> ObservedRun | None:
+    """The run as it is now, or None if the organization does not have it. `relations` are
+    asked for with it (by GET, or by the archived listing when GET answers 404)."""
+    run = await client.get_run(run_id, relations)
     if run is not None:
         return run
-    archived = await client.list_runs("only")
+    archived = await client.list_runs("only", query=relations)
     return next((run for run in archived if run.run_id == run_id), None)
