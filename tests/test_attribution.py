@@ -30,7 +30,8 @@ from reconcile.tallyfy.activity import (
     read_moves,
     read_sources,
 )
-from tests.helpers import ORG, TOKEN, client_for
+from tests.demo import ORG, TOKEN
+from tests.helpers import client_for
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 TODAY = date(2026, 12, 1)

@@ -18,7 +18,8 @@ from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.model import zulu
 from reconcile.sandbox.organization import AutoArchive
-from tests.helpers import DEMO_IDS, write_state
+from tests.demo import DEMO_IDS
+from tests.helpers import write_state
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 FEED = "activity-feeds"

@@ -15,7 +15,10 @@ import pytest
 
 from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
-from tests.helpers import DEMO_IDS, ORG, check_no_secret, within, write_state
+from tests.deadlines import within
+from tests.demo import DEMO_IDS, ORG
+from tests.guards import check_no_secret
+from tests.helpers import write_state
 
 TIMEOUT = 60
 
