@@ -23,7 +23,10 @@ from tests.demo import DEMO_SEED, ORG, TOKEN
 from tests.guards import FIGURES, GUARD, allowed_request, check_no_secret
 from tests.helpers import Clock
 
-pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
+pytest_plugins = [
+    "pytester",  # test_secrets.py runs the guards below on tests made to fail
+    "tests.ci_runner",  # the CI runners and their fixtures (the fake forge, a clone)
+]
 
 
 @pytest.fixture
