@@ -27,11 +27,12 @@ from reconcile.sandbox import Sandbox, SandboxResponse, SandboxRun
 from reconcile.state import SafetySettings, StateFile, TallyfySettings
 from reconcile.tallyfy import TallyfyClient
 from reconcile.tallyfy.pacing import Clock as PacerClock
+from tests.deadlines import within
 from tests.demo import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN
 from tests.guards import check_no_secret
 
-# The demo organization's names and the token check are importable from here as well, as they were
-# before they moved to tests/demo.py and tests/guards.py.
+# The demo organization's names, the token check and `within` are importable from here as well, as
+# they were before they moved to tests/demo.py, tests/guards.py and tests/deadlines.py.
 __all__ = [
     "API",
     "BIG_ORG_SIZE",
@@ -60,6 +61,7 @@ __all__ = [
     "run",
     "sandbox_connect",
     "sandbox_states",
+    "within",
     "write_state",
 ]
 
