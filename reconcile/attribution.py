@@ -110,10 +110,10 @@ def attribute(
 
 def auto_archive_due(run: ObservedRun, setting: AutoArchiveSetting | None) -> datetime | None:
     """When auto-archive archives (or archived) this completed run; None if it never will."""
-    completed = moment(run.completed_at)
-    if setting is None or not setting.enabled or completed is None:
+    if setting is None or not setting.enabled:
         return None
-    return completed + setting.period
+    completed = moment(run.completed_at)
+    return None if completed is None else completed + setting.period
 
 
 def archived_on_schedule(run: ObservedRun, setting: AutoArchiveSetting | None) -> bool:
@@ -182,20 +182,26 @@ def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
 def _coming(plan: Plan, setting: AutoArchiveSetting | None, now: datetime) -> list[str]:
     """One warning per run declared active that is complete, with the day auto-archive archives
     it (or, past that day, that it will again after every activation)."""
+    if setting is None or not setting.enabled:  # no run is due: skip reading every run's date
+        return []
+    coming = [
+        (run, when)
+        for run in plan.runs
+        if run.target is RunState.ACTIVE
+        and (when := auto_archive_due(run.observed, setting)) is not None
+    ]
+    coming.sort(key=lambda pair: (pair[0].desired.source.line or 0, pair[0].run_id))
     warnings = []
-    for run in sorted(plan.runs, key=lambda r: (r.desired.source.line or 0, r.run_id)):
-        due = auto_archive_due(run.observed, setting) if run.target is RunState.ACTIVE else None
-        if due is None:
-            continue
+    for run, when in coming:
         where = f"{run.desired.source}: run {run.run_id} is declared active but complete"
-        if due > now and run.current is RunState.ACTIVE:
+        if when > now and run.current is RunState.ACTIVE:
             warnings.append(
-                f"{where}; auto-archive ({setting}) will archive it on {due.date()}, and each "
+                f"{where}; auto-archive ({setting}) will archive it on {when.date()}, and each "
                 "apply after that would activate it again; declare it archived before then"
             )
         else:
             warnings.append(
-                f"{where}; auto-archive ({setting}) archives it since {due.date()}, so each "
+                f"{where}; auto-archive ({setting}) archives it since {when.date()}, so each "
                 "apply that activates it starts a tug-of-war; declare it archived"
             )
     return warnings
