@@ -347,6 +347,9 @@ async def _changed(
     if settings.fetch == "auto" and len(subset.runs) <= -(-len(state.runs) // PAGE_SIZE):
         settings = replace(settings, fetch="get")
     planned = await _read_and_plan(client, subset, settings, on_read)
+    unread = tuple(run for run in state.runs if run.run_id not in moved)
+    planned = replace(planned, unread=unread)
+    planned = replace(planned, gates=tripped(planned))
     notice = (
         f"drift check: the activity feed shows {len(subset.runs)} of the {len(state.runs)} "
         f"declared runs moved since {shown}, and only those were read; runs the feed does not "
