@@ -47,7 +47,13 @@ from reconcile.safety import (
 from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
+from reconcile.tallyfy.activity import (
+    Move,
+    UnusableAnswer,
+    read_moves,
+    read_sources,
+    unread_because,
+)
 from reconcile.tallyfy.client import PAGE_SIZE
 from reconcile.tallyfy.observe import Observation, Progress, read_state
 from reconcile.unmanaged import add_unmanaged
@@ -334,7 +340,7 @@ async def _changed(
     try:
         moves = await read_moves(client, since)
     except (ApiError, UnusableAnswer) as exc:
-        why = " ".join(str(exc).split()).rstrip(".")
+        why = unread_because(exc)
         planned = await _read_and_plan(client, state, settings, on_read)
         notice = (
             f"--changed-since {shown}: the activity feed could not answer completely ({why}); "

@@ -316,6 +316,12 @@ def test_changed_since_falls_back_to_a_full_read(
     assert [c["run_id"] for c in checked["changes"]] == [DEMO_IDS[0], DEMO_IDS[1]]
     assert any("could not answer completely" in w for w in checked["warnings"])
     assert any("every declared run was read instead" in w for w in checked["warnings"])
+    # The reason is the feed's request and its answer, not a message about writing runs.
+    status = {"forbidden": 403, "missing": 404}[switch]
+    (fallback,) = [w for w in checked["warnings"] if w.startswith("--changed-since")]
+    assert "/activity-feeds?entity_type=run&type=Process&verb=" in fallback
+    assert f" answered HTTP {status} (" in fallback
+    assert "Archiving" not in fallback
 
 
 def test_changed_since_refuses_what_is_not_a_date(cli_env: str, tmp_path: Path) -> None:

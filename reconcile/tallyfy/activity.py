@@ -121,17 +121,8 @@ async def read_sources(
             return await asyncio.wait_for(read, budget)
         except TimeoutError:
             reasons.append(f"{what} did not answer within {budget:g} s")
-        except ApiError as exc:
-            said = f' ("{exc.api_message}")' if exc.api_message else ""
-            if isinstance(exc, BadResponseError):
-                answer = "answered with something that is not the documented JSON"
-            elif exc.status is not None:
-                answer = f"answered HTTP {exc.status}{said}"
-            else:
-                answer = "got no answer"
-            reasons.append(f"{what} could not be read: {exc.method} {exc.path} {answer}")
-        except UnusableAnswer as exc:
-            reasons.append(f"{what} could not be read: {exc}")
+        except (ApiError, UnusableAnswer) as exc:
+            reasons.append(f"{what} could not be read: {unread_because(exc)}")
         return None
 
     settings, me, read = await asyncio.gather(
@@ -146,6 +137,21 @@ async def read_sources(
 
 async def _is(value: Any) -> Any:
     return value
+
+
+def unread_because(exc: ApiError | UnusableAnswer) -> str:
+    """Why a read of these sources failed, in one clause: the request and what it got. (An
+    ApiError's own message is about runs and writes, so it is not repeated here.)"""
+    if isinstance(exc, UnusableAnswer):
+        return str(exc)
+    said = f' ("{exc.api_message}")' if exc.api_message else ""
+    if isinstance(exc, BadResponseError):
+        answer = "answered with something that is not the documented JSON"
+    elif exc.status is not None:
+        answer = f"answered HTTP {exc.status}{said}"
+    else:
+        answer = "got no answer"
+    return f"{exc.method} {exc.path} {answer}"
 
 
 def parse_since(text: str) -> datetime:
