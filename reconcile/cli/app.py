@@ -17,6 +17,7 @@ from typing import IO, Any, NoReturn, TextIO, TypeVar, cast
 import click
 
 from reconcile import __version__
+from reconcile.cli.console import ClosedOutput
 from reconcile.config import DEFAULT_PARALLELISM, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, Flags
 from reconcile.errors import ConfigError, ReconcileError, SafetyError
 from reconcile.ratelimit import Window, parse_window
@@ -317,4 +318,6 @@ def collect_less() -> None:
 def main() -> None:
     """Entry point of the `reconcile` command."""
     collect_less()
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        sys.stdout = cast(TextIO, ClosedOutput())
     cli(prog_name="reconcile")

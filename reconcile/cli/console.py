@@ -1,11 +1,16 @@
-"""Standard output for `plan` and `apply`, which must not fail in the middle of an apply."""
+"""Standard output for every command: it never raises, so a closed pipe cannot stop an apply in
+the middle nor turn into a traceback, and each command decides what a lost output means."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import sys
 from collections.abc import Callable
 from typing import TextIO
+
+import click
 
 
 class Console:
@@ -41,6 +46,25 @@ class Console:
         except (OSError, ValueError) as exc:  # ValueError: the stream was closed
             self.lost = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             _discard_the_rest(self.stream)
+
+    def tell_on_stderr(self, outcome: str, summary: Callable[[TextIO], object]) -> None:
+        """For a command whose result is not its output (writes made, a file written, a
+        verdict): once standard output has failed, say on stderr that the command went on
+        (`outcome`), then render its summary there, so that what it did still reaches someone."""
+        click.echo(f"Warning: standard output failed part-way ({self.lost}); {outcome}", err=True)
+        summary(sys.stderr)
+
+
+class ClosedOutput(io.TextIOBase):
+    """Standard output of a process started without one (`reconcile plan >&-`; Python then sets
+    sys.stdout to None): every write fails as one into a pipe whose reader has gone, so that each
+    command treats both alike, and click's own output (--help) ends as on a broken pipe."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "closed")
 
 
 def _discard_the_rest(stream: TextIO) -> None:

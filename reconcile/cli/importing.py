@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.app import EXIT_CODES, cli, connection_options, takes_flags
+from reconcile.cli.console import Console
 from reconcile.config import Flags
 from reconcile.errors import ConfigError
 from reconcile.importer import Mode
@@ -85,4 +87,11 @@ def import_(
     )
     mode = Mode.MERGE if merge else Mode.FORCE if force else Mode.NEW
     imported = pipeline.import_runs(output, selection, mode, flags)
-    click.echo(imported.summary)
+    # The file is written (or left alone) whole before anything is shown: a lost standard output
+    # cannot leave half a file, and the exit code stays the import's.
+    console = Console(sys.stdout)
+    console.line(imported.summary)
+    if console.lost is not None:
+        console.tell_on_stderr(
+            "the import went on. Its summary:", lambda stream: stream.write(imported.summary + "\n")
+        )

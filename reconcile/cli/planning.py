@@ -54,6 +54,8 @@ def validate(state_files: tuple[Path, ...]) -> None:
     checked, and every problem of each is reported, before the exit code says whether all were
     valid (as pre-commit calls it, with the changed files)."""
     invalid = 0
+    console = Console(sys.stdout)
+    verdicts: list[str] = []
     for state_file in state_files or (Path("state.toml"),):
         try:
             state = load_state(state_file)  # what pipeline.validate is, without the pipeline
@@ -62,9 +64,15 @@ def validate(state_files: tuple[Path, ...]) -> None:
             invalid += 1
             continue
         archived = sum(1 for run in state.runs if run.state is RunState.ARCHIVED)
-        click.echo(
+        verdicts.append(
             f"{state.path} is valid: {len(state.runs)} runs declared "
-            f"({archived} archived, {len(state.runs) - archived} active)."
+            f"({archived} archived, {len(state.runs) - archived} active).\n"
+        )
+        console.write(verdicts[-1])
+    if console.lost is not None:
+        # The verdict is the exit code, which a lost output does not change.
+        console.tell_on_stderr(
+            "every file was checked. Its summary:", lambda stream: stream.write("".join(verdicts))
         )
     if invalid:
         sys.exit(EXIT_ERROR)
@@ -304,14 +312,10 @@ def apply(
         return
     shown.console.show(lambda stream: render_summary(report, stream, colour=shown.colour))
     if shown.console.lost is not None:
-        # The writes went on; what they did must still reach someone, and the exit code below
-        # is theirs.
-        click.echo(
-            f"Warning: standard output failed part-way ({shown.console.lost}); the apply went "
-            "on. Its summary:",
-            err=True,
+        # The writes went on; the exit code below is theirs.
+        shown.console.tell_on_stderr(
+            "the apply went on. Its summary:", lambda stream: render_summary(report, stream)
         )
-        render_summary(report, sys.stderr)
     step_summary(lambda stream: render_apply_markdown(applied, report, stream, origin=origin))
     if stop.signum is not None:
         sys.exit(128 + stop.signum)

@@ -16,6 +16,7 @@ from reconcile.cli.app import (
     state_argument,
     takes_flags,
 )
+from reconcile.cli.console import Console
 from reconcile.config import Flags
 
 
@@ -62,7 +63,20 @@ def refresh(
     finally:
         if reading is not None:
             reading.clear()
-    click.echo(refreshed.diff(), nl=False)
-    click.echo(refreshed.summary())
+    # The file is rewritten whole before anything is shown, so a lost standard output cannot leave
+    # half a file. With --dry-run the diff is the result: losing it is an error, as for `plan`.
+    console = Console(sys.stdout)
+    console.write(refreshed.diff())
+    console.line(refreshed.summary())
+    if console.lost is not None and dry_run:
+        raise click.ClickException(
+            f"the diff could not be written to standard output ({console.lost}); what was shown "
+            "is incomplete."
+        )
+    if console.lost is not None:
+        console.tell_on_stderr(
+            "the refresh went on. Its summary:",
+            lambda stream: stream.write(refreshed.summary() + "\n"),
+        )
     if detailed_exitcode and refreshed.changed:
         sys.exit(EXIT_CHANGES)

@@ -11,9 +11,8 @@ from typing import Any
 
 import click
 
-from reconcile.cli.app import (
-    cli,
-)
+from reconcile.cli.app import cli
+from reconcile.cli.console import Console
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
 from reconcile.sandbox.switches import SWITCHES, YES_NO, changed, value_text
 
@@ -93,15 +92,23 @@ def sandbox(seed: Path | None, host: str, port: int, **switches: Any) -> None:
     # whose full passes would otherwise re-scan every run and stall every request meanwhile.
     gc.freeze()
     switched = changed(behaviour)
+    console = Console(sys.stdout)
 
     def ready(url: str) -> None:
-        click.echo(f"Sandbox serving organization {emulator.org_id} at {url}")
+        lines = [f"Sandbox serving organization {emulator.org_id} at {url}"]
         if switched:
-            click.echo(f"  switches: {', '.join(switched)}")
-        click.echo(f"  export TALLYFY_API_URL={url}")
-        click.echo(f"  export TALLYFY_ORG_ID={emulator.org_id}")
-        click.echo(f"  export TALLYFY_ACCESS_TOKEN={emulator.token}")
-        sys.stdout.flush()
+            lines.append(f"  switches: {', '.join(switched)}")
+        lines.append(f"  export TALLYFY_API_URL={url}")
+        lines.append(f"  export TALLYFY_ORG_ID={emulator.org_id}")
+        lines.append(f"  export TALLYFY_ACCESS_TOKEN={emulator.token}")
+        settings = "".join(line + "\n" for line in lines)
+        console.write(settings)
+        if console.lost is not None:
+            # Serving is the command's work; the settings, with the port it picked, go to stderr.
+            console.tell_on_stderr(
+                "the sandbox serves all the same, with these settings:",
+                lambda stream: stream.write(settings),
+            )
 
     try:
         serve_forever(emulator, host, port, ready)
