@@ -362,3 +362,26 @@ def test_a_drift_check_trips_the_gates_the_full_plan_trips(
         checked = run("plan", str(path), *options, "--changed-since", since)
         assert (full.exit_code, checked.exit_code) == (expected, expected), checked.output
         assert "Plan: 1 to archive, 0 to activate, 0 unchanged, 9 not read." in checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("2026-13-01", " (month must be in 1..12)"),
+        ("2026-02-30", " (day is out of range for month)"),
+        ("30/11/2026", " (Invalid isoformat string: '30/11/2026')"),
+        ("2026-11-30T25:00", ""),
+        ("", ""),
+    ],
+)
+def test_a_bad_changed_since_date_is_one_error_naming_it(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, given: str, why: str
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    result = run("plan", str(path), "--changed-since", given)
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        f"Error: Invalid value for '--changed-since': {given!r} is not a date (YYYY-MM-DD) or an "
+        f"ISO date-time{why}\n"
+    )
+    assert sandbox.requests == []

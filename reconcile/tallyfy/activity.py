@@ -157,11 +157,15 @@ def unread_because(exc: ApiError | UnusableAnswer) -> str:
 def parse_since(text: str) -> datetime:
     """`--changed-since`: a day (YYYY-MM-DD, its midnight UTC) or an ISO date-time (UTC when it
     gives no zone). ValueError when it is neither."""
+    problem = f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time"
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        try:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        except ValueError as exc:
+            raise ValueError(f"{problem} ({exc})") from None
     found = moment(text) if "T" in text or " " in text else None
     if found is None:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time")
+        raise ValueError(problem)
     return found
 
 
