@@ -30,7 +30,10 @@ from tests.helpers import (
     check_no_secret,
 )
 
-pytest_plugins = ["pytester"]  # test_secrets.py runs the guards below on tests made to fail
+pytest_plugins = [
+    "pytester",  # test_secrets.py runs the guards below on tests made to fail
+    "tests.ci_runner",  # the CI runners and their fixtures (the fake forge, a clone)
+]
 
 
 @pytest.fixture

@@ -100,7 +100,8 @@ def test_github_workflow_uses_the_action_with_inputs_it_has() -> None:
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
     assert triggers["pull_request"]["paths"] == ["state.toml"]
     assert triggers["push"]["branches"] == ["main"]
-    assert triggers["schedule"][0]["cron"]
+    crons = [entry["cron"] for entry in triggers["schedule"]]
+    assert len(set(crons)) == 2, "one schedule for the drift alarm, one for accepting drift"
     jobs = workflow["jobs"]
     assert jobs["apply"]["concurrency"] == {
         "group": "reconcile-apply-${{ vars.TALLYFY_ORG_ID }}",
@@ -113,8 +114,16 @@ def test_github_workflow_uses_the_action_with_inputs_it_has() -> None:
         (step,) = [s for s in job["steps"] if s.get("uses") == "reconcile-runs/reconcile@v1"]
         assert required <= set(step["with"]) <= set(inputs), name
         used[name] = (step["with"].get("command", "plan"), step["with"].get("fail-on-changes"))
-    assert used == {"plan": ("plan", None), "apply": ("apply", None), "drift": ("plan", "true")}
+    assert used == {
+        "plan": ("plan", None),
+        "apply": ("apply", None),
+        "drift": ("plan", "true"),
+        "accept-drift": ("accept-drift", None),
+    }
     assert jobs["plan"]["permissions"]["pull-requests"] == "write"
+    assert jobs["accept-drift"]["permissions"] == {"contents": "write", "pull-requests": "write"}
+    for job, cron in (("drift", crons[0]), ("accept-drift", crons[1])):
+        assert f"github.event.schedule == '{cron}'" in jobs[job]["if"], job
 
 
 def test_gitlab_example_includes_the_component_with_inputs_it_has() -> None:

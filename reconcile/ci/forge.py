@@ -1,4 +1,5 @@
-"""The pull-request comment on GitHub and the merge-request note on GitLab, over their REST APIs.
+"""The pull-request comment on GitHub and the merge-request note on GitLab, and the one request
+that proposes accepted drift, over their REST APIs.
 
 The standard library's urllib is enough for the few calls made here, and keeps this separate
 from the Tallyfy client: no retries, rate limits or pagination of runs apply to a comment.
@@ -31,10 +32,21 @@ class Comment:
     body: str
 
 
+@dataclass(frozen=True)
+class Request:
+    """An open pull (merge) request: its number (a GitLab IID), web address and description."""
+
+    number: int
+    url: str
+    body: str
+
+
 class Forge(Protocol):
-    """One pull (merge) request's comments, and the request a commit was merged from."""
+    """One pull (merge) request's comments, the request a commit was merged from, and the open
+    request from a branch (found, opened, edited, closed)."""
 
     name: str
+    request_noun: str
 
     def comments(self, number: int) -> Iterator[Comment]: ...
 
@@ -43,6 +55,12 @@ class Forge(Protocol):
     def update(self, number: int, comment: Comment, body: str) -> Comment: ...
 
     def merged_request(self, sha: str) -> int | None: ...
+
+    def open_request(self, branch: str) -> Request | None: ...
+
+    def propose(self, branch: str, base: str, title: str, body: str) -> Request: ...
+
+    def edit(self, request: Request, title: str, body: str, *, close: bool = False) -> Request: ...
 
 
 class _Api:
@@ -92,6 +110,7 @@ class GitHub:
     """A repository's issue comments (a pull request is an issue) through GitHub's REST API."""
 
     name = "GitHub"
+    request_noun = "pull request"
 
     def __init__(self, api_url: str, repository: str, token: str) -> None:
         self.api = _Api(
@@ -103,6 +122,7 @@ class GitHub:
             },
         )
         self.repo = f"/repos/{repository}"
+        self.owner = repository.partition("/")[0]
 
     def comments(self, number: int) -> Iterator[Comment]:
         url: str | None = f"{self.repo}/issues/{number}/comments?per_page=100"
@@ -126,11 +146,28 @@ class GitHub:
         merged = [pull for pull in pulls if pull.get("merged_at")]
         return int(merged[0]["number"]) if merged else None
 
+    def open_request(self, branch: str) -> Request | None:
+        # `head` filters by "owner:branch"; at most one pull request can be open per head and base
+        head = urllib.parse.quote(f"{self.owner}:{branch}", safe=":")
+        pulls, _ = self.api.call("GET", f"{self.repo}/pulls?state=open&head={head}&per_page=100")
+        return _request(pulls[0], "number", "html_url", "body") if pulls else None
+
+    def propose(self, branch: str, base: str, title: str, body: str) -> Request:
+        fields = {"title": title, "head": branch, "base": base, "body": body}
+        made, _ = self.api.call("POST", f"{self.repo}/pulls", fields)
+        return _request(made, "number", "html_url", "body")
+
+    def edit(self, request: Request, title: str, body: str, *, close: bool = False) -> Request:
+        fields = {"title": title, "body": body} | ({"state": "closed"} if close else {})
+        self.api.call("PATCH", f"{self.repo}/pulls/{request.number}", fields)
+        return Request(request.number, request.url, body)
+
 
 class GitLab:
     """A project's merge-request notes through GitLab's REST API (v4)."""
 
     name = "GitLab"
+    request_noun = "merge request"
 
     def __init__(self, api_url: str, project_id: str, token: str) -> None:
         self.api = _Api(api_url, {"PRIVATE-TOKEN": token})
@@ -163,6 +200,37 @@ class GitLab:
         )
         merged = [mr for mr in requests if mr.get("state") == "merged"]
         return int(merged[0]["iid"]) if merged else None
+
+    def open_request(self, branch: str) -> Request | None:
+        source = urllib.parse.quote(branch, safe="")
+        found, _ = self.api.call(
+            "GET", f"{self.project}/merge_requests?state=opened&source_branch={source}"
+        )
+        return _request(found[0], "iid", "web_url", "description") if found else None
+
+    def propose(self, branch: str, base: str, title: str, body: str) -> Request:
+        fields = {
+            "source_branch": branch,
+            "target_branch": base,
+            "title": title,
+            "description": body,
+            "remove_source_branch": True,
+        }
+        made, _ = self.api.call("POST", f"{self.project}/merge_requests", fields)
+        return _request(made, "iid", "web_url", "description")
+
+    def edit(self, request: Request, title: str, body: str, *, close: bool = False) -> Request:
+        fields = {"title": title, "description": body} | ({"state_event": "close"} if close else {})
+        self.api.call("PUT", f"{self.project}/merge_requests/{request.number}", fields)
+        return Request(request.number, request.url, body)
+
+
+def _request(item: Any, number: str, url: str, body: str) -> Request:
+    """A request from the API's answer, whose field names differ between the forges."""
+    try:
+        return Request(int(item[number]), str(item.get(url) or ""), str(item.get(body) or ""))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise ForgeError(f"the answer has no {number!r} for the request it names") from None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

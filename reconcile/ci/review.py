@@ -24,6 +24,7 @@ RESULTS = "results.json"
 COMMENT_LIMIT = 65_000
 """GitHub refuses a comment over 65,536 characters; GitLab allows more, so one limit does."""
 EXIT_CHANGES = 2
+CUT = "_(cut to fit; the whole text is in the CI run.)_"
 _CHECKSUM = re.compile(r"^<!-- reconcile-checksum:([0-9a-f]{64}):(.+?) -->$", re.MULTILINE)
 
 
@@ -107,23 +108,36 @@ def exit_code(outcomes: Sequence[Outcome], *, detailed: bool = False) -> int:
     return failed or (EXIT_CHANGES if detailed and changed else 0)
 
 
-def _fenced(text: str) -> str:
+def fenced(text: str, language: str = "") -> str:
+    """`text` as a Markdown code block whose fence no line of it can close."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}\n{text.rstrip()}\n{fence}"
+    return f"{fence}{language}\n{text.rstrip()}\n{fence}"
+
+
+def fit(text: str, room: int, *, code: str | None = None) -> str:
+    """`text` cut at a line end to fit in about `room` characters, saying so when it was cut;
+    with `code`, fenced as a code block in that language."""
+    shown = text if len(text) <= room else text[:room].rsplit("\n", 1)[0]
+    block = shown if code is None else fenced(shown, code)
+    return block if shown == text else f"{block}\n\n{CUT}"
+
+
+def provenance(outcomes: Sequence[Outcome], context: Context) -> str:
+    """One line: the organizations planned, the commit, and the CI run."""
+    orgs = sorted({outcome.org_id for outcome in outcomes if outcome.org_id})
+    where = f"commit `{context.commit[:12]}`" + (
+        f", [CI run]({context.run_url})" if context.run_url else ""
+    )
+    return (f"Organization `{'`, `'.join(orgs)}`, " if orgs else "") + where + "."
 
 
 def summary(outcomes: Sequence[Outcome], context: Context) -> str:
     """The Markdown for the comment and the job summary: a heading that says whether there is
     a plan to apply, then one section per state file."""
     failed = [outcome for outcome in outcomes if outcome.failed]
-    orgs = sorted({outcome.org_id for outcome in outcomes if outcome.org_id})
     title = "reconcile plan **failed**" if failed else "reconcile plan"
-    where = f"commit `{context.commit[:12]}`" + (
-        f", [CI run]({context.run_url})" if context.run_url else ""
-    )
-    lines = [f"### {title}", ""]
-    lines.append((f"Organization `{'`, `'.join(orgs)}`, " if orgs else "") + where + ".")
+    lines = [f"### {title}", "", provenance(outcomes, context)]
     if failed:
         lines += [
             "",
@@ -137,17 +151,11 @@ def summary(outcomes: Sequence[Outcome], context: Context) -> str:
         lines += ["", f"#### `{outcome.state_file}`", ""]
         if outcome.failed:
             # Exit 3 comes with the whole plan, its reasons among the warnings: both are shown.
-            lines += [f"`reconcile plan` exited {outcome.exit_code}:", "", _fenced(outcome.error)]
+            lines += [f"`reconcile plan` exited {outcome.exit_code}:", "", fenced(outcome.error)]
             if not outcome.markdown.strip():
                 continue
             lines.append("")
-        text = outcome.markdown.rstrip()
-        if len(text) > room:
-            text = (
-                text[:room].rsplit("\n", 1)[0]
-                + "\n\n_(cut to fit; the whole plan is in the CI run.)_"
-            )
-        lines.append(text)
+        lines.append(fit(outcome.markdown.rstrip(), room))
         if outcome.checksum:
             lines += ["", f"<!-- reconcile-checksum:{outcome.checksum}:{outcome.state_file} -->"]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """`reconcile-ci`: the steps of the GitHub Action and the GitLab CI/CD component.
 
-Each step gets only the token it needs: `plan` and `apply` the Tallyfy token (for reconcile),
-`comment` and `reviewed` the GitHub or GitLab token, `summary` none.
+Each step gets only the token it needs: `plan`, `apply` and `refresh` the Tallyfy token (for
+reconcile), `comment`, `reviewed` and `propose` the GitHub or GitLab token, `summary` none.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ from pathlib import Path
 
 import click
 
-from reconcile.ci import review
+from reconcile.ci import accept, review
 from reconcile.ci.forge import Forge, ForgeError, GitHub, GitLab
+from reconcile.ci.git import Checkout, GitError
+
+GITHUB_BOT = ("github-actions[bot]", "41898282+github-actions[bot]@users.noreply.github.com")
+"""The identity GitHub shows for commits pushed with a workflow's own token."""
 
 _folder = click.option(
     "--dir",
@@ -170,6 +174,72 @@ def apply(files: tuple[str, ...], saved: Path, folder: Path) -> None:
     """Apply each file's reviewed plan; a file reviewed without changes must have none now."""
     checksums = json.loads(saved.read_text(encoding="utf-8"))
     sys.exit(review.apply(files, checksums, folder))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--prune", is_flag=True, help="Passed to `reconcile refresh`: drop gone runs.")
+@click.option("--names", is_flag=True, help="Passed to `reconcile refresh`: update name labels.")
+@_folder
+def refresh(files: tuple[str, ...], prune: bool, names: bool, folder: Path) -> None:
+    """Plan each state file (to say who moved what), then refresh it in place from Tallyfy.
+    Exits with the first failure's code, else 0 whether a file changed or not."""
+    refreshed = accept.refresh(files, folder, prune=prune, names=names)
+    for entry in refreshed:
+        click.echo(f"{entry.state_file}:")
+        click.echo(entry.output, nl=False)
+        click.echo(entry.error, nl=False, err=True)
+    sys.exit(accept.exit_code(refreshed))
+
+
+def _checkout(env: Mapping[str, str], remote: str | None) -> Checkout:
+    """Where to push: GitHub's checkout keeps the workflow's token for `origin`; GitLab's keeps
+    a job token that cannot push, so the project is pushed to with GITLAB_API_TOKEN."""
+    if env.get("GITLAB_CI") == "true":
+        default = f"{_need(env, 'CI_SERVER_URL')}/{_need(env, 'CI_PROJECT_PATH')}.git"
+        person = (env.get("GITLAB_USER_NAME", ""), env.get("GITLAB_USER_EMAIL", ""))
+        return Checkout(
+            Path.cwd(),
+            remote or default,
+            token=_need(env, "GITLAB_API_TOKEN"),
+            **({"identity": person} if all(person) else {}),
+        )
+    return Checkout(Path.cwd(), remote or "origin", identity=GITHUB_BOT)
+
+
+@cli.command()
+@_folder
+@click.option("--branch", default=accept.BRANCH, show_default=True, help="The branch to push.")
+@click.option("--base", help="The branch to merge into [default: the branch checked out].")
+@click.option("--remote", help="Where to push [default: origin; on GitLab, the project].")
+def propose(folder: Path, branch: str, base: str | None, remote: str | None) -> None:
+    """Open or update the one request that accepts the refreshed files, or close it when
+    Tallyfy matches them again."""
+    env = os.environ
+    refreshed = accept.load(folder)
+    failed = [entry.state_file for entry in refreshed if entry.failed]
+    if failed:
+        raise click.ClickException(
+            f"the refresh of {', '.join(failed)} failed, so nothing is proposed."
+        )
+    target = base or env.get("CI_COMMIT_BRANCH") or env.get("GITHUB_REF_NAME")
+    if not target:
+        raise click.ClickException("no base branch: pass --base.")
+    forge = _forge(env)
+    try:
+        said = accept.propose(
+            forge,
+            _checkout(env, remote),
+            refreshed,
+            branch=branch,
+            base=target,
+            context=_context(env),
+        )
+    except ForgeError as exc:
+        raise click.ClickException(f"{forge.name}: {exc}") from None
+    except GitError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(said)
 
 
 def main() -> None:
