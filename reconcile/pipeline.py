@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
@@ -321,7 +321,13 @@ async def _attributed(
         return planned
     now = datetime.now(UTC)
     sources = await read_sources(
-        client, today=now.date(), feed=feed and wanted, setting=setting, moves=moves
+        client,
+        today=now.date(),
+        lookback=timedelta(days=state.drift.lookback_days),
+        max_pages=state.drift.feed_pages,
+        feed=feed and wanted,
+        setting=setting,
+        moves=moves,
     )
     attached = attach(planned, sources, policy=state.drift.auto_archived, now=now)
     return replace(attached, gates=tripped(attached))
@@ -338,7 +344,7 @@ async def _changed(
     when the feed cannot answer completely, the plan of every declared run, saying so."""
     shown = timestamp(since)
     try:
-        moves = await read_moves(client, since)
+        moves = await read_moves(client, since, max_pages=state.drift.feed_pages)
     except (ApiError, UnusableAnswer) as exc:
         why = unread_because(exc)
         planned = await _read_and_plan(client, state, settings, on_read)

@@ -24,9 +24,15 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 TOP_LEVEL_KEYS = ("tallyfy", "safety", "drift", "runs")
 TALLYFY_KEYS = ("org_id", "api_url", "parallelism", "rate_limit", "rate_limits")
 SAFETY_KEYS = ("max_archive_percent", "max_activate_percent", "min_runs", "gone")
-DRIFT_KEYS = ("auto_archived",)
+DRIFT_KEYS = ("auto_archived", "lookback_days", "feed_pages")
 AUTO_ARCHIVED_POLICIES = ("revert", "accept", "fail")
 MAX_PARALLELISM = 64
+_DRIFT_BOUNDS: dict[str, tuple[int, int, str]] = {
+    # Ten years of the feed, or 1,000 pages (100,000 events) per verb: bounds on what one plan
+    # reads, not on what the API keeps.
+    "lookback_days": (1, 3650, "days"),
+    "feed_pages": (1, 1000, "pages"),
+}
 _WHOLE_NUMBER_KEYS: dict[str, tuple[int, int | None]] = {
     "parallelism": (1, MAX_PARALLELISM),
     "rate_limit": (0, None),
@@ -69,9 +75,15 @@ class SafetySettings:
 class DriftSettings:
     """The optional `[drift]` table: what a plan does with drift the organization's auto-archive
     caused: "revert" it (activate the run again), "accept" it (leave the run archived and list it
-    apart) or "fail" (plan and apply stop, exit 3)."""
+    apart) or "fail" (plan and apply stop, exit 3); and how much of the activity feed is read to
+    say who moved a run."""
 
     auto_archived: str = "revert"
+    lookback_days: int = 90
+    """Days back the feed is read for who moved a run."""
+    feed_pages: int = 15
+    """Pages of 100 events read per verb at most; a feed with more is incomplete, and the plan
+    goes without it."""
 
 
 @dataclass(frozen=True)
@@ -297,14 +309,22 @@ def _safety_settings(
 def _drift_settings(
     document: Mapping[str, Any], shown: str, locator: _Locator, problems: list[Problem]
 ) -> DriftSettings:
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for key, value in _settings_table(document, "drift", DRIFT_KEYS, shown, locator, problems):
-        if value in AUTO_ARCHIVED_POLICIES:
+        line = locator.line("drift", key)
+        if key in _DRIFT_BOUNDS:
+            low, high, unit = _DRIFT_BOUNDS[key]
+            if _whole_number_between(value, low, high):
+                values[key] = value
+            else:
+                message = f"must be a whole number of {unit} from {low} to {high} (got {value!r})"
+                problems.append(Problem(shown, line, f"drift.{key}", message))
+        elif value in AUTO_ARCHIVED_POLICIES:
             values[key] = value
         else:
             choices = ", ".join(f'"{policy}"' for policy in AUTO_ARCHIVED_POLICIES)
             message = f"must be one of {choices} (got {value!r})"
-            problems.append(Problem(shown, locator.line("drift", key), f"drift.{key}", message))
+            problems.append(Problem(shown, line, f"drift.{key}", message))
     return DriftSettings(**values)
 
 

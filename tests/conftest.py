@@ -1,6 +1,6 @@
 """Shared fixtures: the demo organization in the sandbox, in-process or over real HTTP; and the
 suite-wide guards that watch every test for a leaked token and for a write request reconcile must
-never send (what they check is described in tests/helpers.py)."""
+never send (what they check is described in tests/guards.py)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,9 @@ from click.testing import CliRunner, Result
 from reconcile.config import TOKEN_ENV
 from reconcile.sandbox import Sandbox, serve
 from reconcile.sandbox.seed import load_seed
-from tests.helpers import (
-    DEMO_SEED,
-    FIGURES,
-    GUARD,
-    ORG,
-    TOKEN,
-    Clock,
-    allowed_request,
-    check_no_secret,
-)
+from tests.demo import DEMO_SEED, ORG, TOKEN
+from tests.guards import FIGURES, GUARD, allowed_request, check_no_secret
+from tests.helpers import Clock
 
 pytest_plugins = [
     "pytester",  # test_secrets.py runs the guards below on tests made to fail

@@ -12,7 +12,7 @@ from reconcile.sandbox import Behaviour, Sandbox, SandboxRun, SeedError
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.organization import AutoArchive
 from reconcile.sandbox.seed import load_seed
-from tests.helpers import DEMO_IDS, DEMO_SEED, ORG, TOKEN
+from tests.demo import DEMO_IDS, DEMO_SEED, ORG, TOKEN
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "X-Tallyfy-Client": "APIClient"}
 JANE = Actor(67890, "Jane Doe", "jane@example.com")

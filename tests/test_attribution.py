@@ -19,6 +19,7 @@ from reconcile.domain import ObservedRun
 from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.organization import AutoArchive
+from reconcile.state import DriftSettings
 from reconcile.tallyfy import RetryPolicy, TallyfyClient
 from reconcile.tallyfy.activity import (
     AutoArchiveSetting,
@@ -30,11 +31,14 @@ from reconcile.tallyfy.activity import (
     read_moves,
     read_sources,
 )
-from tests.helpers import ORG, TOKEN, client_for
+from tests.demo import ORG, TOKEN
+from tests.helpers import client_for
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 TODAY = date(2026, 12, 1)
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+LOOKBACK = timedelta(days=DriftSettings().lookback_days)
+FEED_PAGES = DriftSettings().feed_pages
 FEED = "activity-feeds"
 
 
@@ -52,7 +56,8 @@ def sources(sandbox: Sandbox, **options: Any) -> Sources:
     async def read() -> Sources:
         # No retries: a dropped connection is then final at once.
         async with client_for(sandbox, timeout=5.0, retry=RetryPolicy(max_attempts=1)) as client:
-            return await read_sources(client, today=TODAY, **options)
+            bounds = {"lookback": LOOKBACK, "max_pages": FEED_PAGES}
+            return await read_sources(client, today=TODAY, **{**bounds, **options})
 
     return asyncio.run(read())
 
@@ -60,7 +65,7 @@ def sources(sandbox: Sandbox, **options: Any) -> Sources:
 def moves(sandbox: Sandbox, **options: Any) -> tuple[Move, ...]:
     async def read() -> tuple[Move, ...]:
         async with client_for(sandbox, timeout=5.0) as client:
-            return await read_moves(client, SINCE, **options)
+            return await read_moves(client, SINCE, **{"max_pages": FEED_PAGES, **options})
 
     return asyncio.run(read())
 
@@ -187,7 +192,7 @@ async def moves_through(
     target, token = Target("https://sandbox.test/api", ORG), Token(TOKEN)
     transport = httpx.MockTransport(handle)
     async with TallyfyClient(target, token, transport=transport, timeout=5.0) as client:
-        return await read_moves(client, SINCE)
+        return await read_moves(client, SINCE, max_pages=FEED_PAGES)
 
 
 # --- the rules ---------------------------------------------------------------------------------

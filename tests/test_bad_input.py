@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from reconcile.errors import StateFileError
 from reconcile.sandbox import Sandbox
 from reconcile.state import MAX_FILE_BYTES, load_state
-from tests.helpers import DEMO_IDS, FIGURES, ORG, ROOT, TOKEN, run
+from tests.demo import DEMO_IDS, ORG, ROOT, TOKEN
+from tests.guards import FIGURES
+from tests.helpers import run
 
 A, B = DEMO_IDS[0], DEMO_IDS[1]
 EXAMPLE = ROOT / "state.example.toml"

@@ -13,17 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconcile.sandbox import Fault, Sandbox
-from tests.helpers import (
-    DEMO_ARCHIVED,
-    DEMO_IDS,
-    ORG,
-    ROOT,
-    TOKEN,
-    check_no_secret,
-    run,
-    sandbox_states,
-    write_state,
-)
+from tests.demo import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT, TOKEN
+from tests.guards import check_no_secret
+from tests.helpers import run, sandbox_states, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
 

@@ -26,7 +26,9 @@ from reconcile.cli import cli
 from reconcile.render.progress import ProgressLine
 from reconcile.render.sanitize import CleanFormatter
 from reconcile.sandbox import Sandbox, SandboxRun
-from tests.helpers import FIGURES, HOSTILE, ORG, assert_inert, check_no_secret
+from tests.demo import ORG
+from tests.guards import FIGURES, check_no_secret
+from tests.hostile import HOSTILE, assert_inert
 
 TIMEOUT = 60
 

@@ -17,7 +17,8 @@ import pytest
 
 from reconcile import __version__
 from reconcile.sandbox import Sandbox
-from tests.helpers import ORG, ROOT, TOKEN, check_no_secret
+from tests.demo import ORG, ROOT, TOKEN
+from tests.guards import check_no_secret
 
 WHEELHOUSE = ROOT / ".tools" / "wheelhouse"
 NAME = "reconcile_runs"

@@ -8,7 +8,7 @@ import click
 import pytest
 
 from reconcile.cli import EXIT_CODES, cli
-from tests.helpers import ROOT
+from tests.demo import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

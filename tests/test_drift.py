@@ -21,16 +21,8 @@ from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
 from reconcile.unmanaged import add_unmanaged
-from tests.helpers import (
-    BIG_ORG_SIZE,
-    DEMO_IDS,
-    ORG,
-    big_org_runs,
-    client_for,
-    json_checksum,
-    run,
-    write_state,
-)
+from tests.demo import DEMO_IDS, ORG
+from tests.helpers import BIG_ORG_SIZE, big_org_runs, client_for, json_checksum, run, write_state
 
 PLAN_SCHEMA = json.loads(files("reconcile").joinpath("schema/plan.schema.json").read_text())
 NAMES = {

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
-from tests.helpers import DEMO_IDS, ORG, TOKEN, check_no_secret, write_state
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.guards import check_no_secret
+from tests.helpers import write_state
 
 OTHER = "a" * 32
 

@@ -18,17 +18,9 @@ from reconcile.plan import build_plan
 from reconcile.sandbox import Fault, Sandbox
 from reconcile.state import load_state
 from reconcile.tallyfy import RetryPolicy, observe
-from tests.helpers import (
-    DEMO_ARCHIVED,
-    DEMO_IDS,
-    ORG,
-    ROOT,
-    client_for,
-    interrupt_apply,
-    run,
-    sandbox_states,
-    write_state,
-)
+from tests.deadlines import interrupt_apply
+from tests.demo import DEMO_ARCHIVED, DEMO_IDS, ORG, ROOT
+from tests.helpers import client_for, run, sandbox_states, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
 CHANGED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}

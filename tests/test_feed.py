@@ -18,7 +18,8 @@ from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.model import zulu
 from reconcile.sandbox.organization import AutoArchive
-from tests.helpers import DEMO_ARCHIVED, DEMO_IDS, write_state
+from tests.demo import DEMO_ARCHIVED, DEMO_IDS
+from tests.helpers import write_state
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 FEED = "activity-feeds"
@@ -385,3 +386,43 @@ def test_a_bad_changed_since_date_is_one_error_naming_it(
         f"ISO date-time{why}\n"
     )
     assert sandbox.requests == []
+
+
+def test_the_drift_table_bounds_the_feed_read(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    """`[drift] lookback_days` is how far back the feed is asked about, `feed_pages` how many
+    pages of a verb are read at most: a feed longer than that is left out, and the plan says so."""
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active", DEMO_IDS[1]: "active"})
+    declarations = path.read_text(encoding="utf-8")
+    sandbox.move(DEMO_IDS[0], True, JANE, at=stamp(NOW - timedelta(days=10)))
+    sandbox.move(DEMO_IDS[1], True, JANE, at=stamp(NOW - timedelta(days=2)))
+
+    def moved_by(drift: str) -> dict[str, Any]:
+        path.write_text(drift + declarations, encoding="utf-8")
+        sandbox.clear_log()
+        document = plan_json(path)
+        return {change["run_id"]: change["moved_by"] for change in document["changes"]}
+
+    assert {run_id: by["actor"] for run_id, by in moved_by("").items()} == {
+        DEMO_IDS[0]: "Jane Doe",
+        DEMO_IDS[1]: "Jane Doe",
+    }
+    week = moved_by("[drift]\nlookback_days = 7\n\n")
+    assert (week[DEMO_IDS[0]], week[DEMO_IDS[1]]["actor"]) == (None, "Jane Doe")
+    asked = {r.query["created_after"] for r in sandbox.requests if r.path.endswith(FEED)}
+    assert asked == {(NOW - timedelta(days=7)).date().isoformat()}
+
+    busy = [f"{0xB0000 + n:032x}" for n in range(100)]  # 102 archive events: two pages
+    sandbox.add_runs(SandboxRun(id=run_id, name="Busy") for run_id in busy)
+    for run_id in busy:
+        sandbox.move(run_id, True, JANE, at=stamp(NOW - timedelta(days=1)))
+    pages = moved_by("[drift]\nfeed_pages = 2\n\n")
+    assert {run_id: by["actor"] for run_id, by in pages.items()} == dict.fromkeys(
+        DEMO_IDS[:2], "Jane Doe"
+    )
+    path.write_text("[drift]\nfeed_pages = 1\n\n" + declarations, encoding="utf-8")
+    document = plan_json(path)
+    assert {change["moved_by"] is None for change in document["changes"]} == {True}
+    [notice] = document["warnings"]
+    assert "fill 2 pages, more than the 1 read at most" in notice

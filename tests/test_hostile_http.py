@@ -27,7 +27,10 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox
 from reconcile.sandbox.responses import SandboxResponse
-from tests.helpers import DEMO_IDS, FIGURES, ORG, TOKEN, sandbox_states, within, write_state
+from tests.deadlines import within
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.guards import FIGURES
+from tests.helpers import sandbox_states, write_state
 
 RUN = DEMO_IDS[0]  # active in the demo organization
 RUN_PATH = f"/organizations/{ORG}/runs/{RUN}"

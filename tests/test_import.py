@@ -19,16 +19,8 @@ from reconcile.sandbox import Behaviour, Sandbox, SandboxRun, serve
 from reconcile.selection import make_selection
 from reconcile.state import load_state
 from reconcile.tallyfy import TallyfyClient
-from tests.helpers import (
-    BLUEPRINTS,
-    DEMO_IDS,
-    ODD_NAMES,
-    ORG,
-    TOKEN,
-    big_org_runs,
-    json_checksum,
-    run,
-)
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.helpers import BLUEPRINTS, ODD_NAMES, big_org_runs, json_checksum, run
 
 
 @pytest.fixture

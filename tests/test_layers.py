@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.demo import ROOT
 
 PACKAGE = ROOT / "reconcile"
 LAYERS: tuple[tuple[str, ...], ...] = (

@@ -33,7 +33,8 @@ from reconcile.state import load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.listing import MAX_RUNS, ListingError
 from reconcile.tallyfy.observe import read_state
-from tests.helpers import DEMO_IDS, ORG, TOKEN, sandbox_connect, write_state
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.helpers import sandbox_connect, write_state
 
 API = "https://listings.test/api"
 ARCHIVED_AT = "2026-01-10T09:00:00.000Z"

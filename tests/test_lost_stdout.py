@@ -15,7 +15,10 @@ import pytest
 
 from reconcile.sandbox import Sandbox
 from reconcile.state import load_state
-from tests.helpers import DEMO_IDS, ORG, check_no_secret, within, write_state
+from tests.deadlines import within
+from tests.demo import DEMO_IDS, ORG
+from tests.guards import check_no_secret
+from tests.helpers import write_state
 
 TIMEOUT = 60
 
@@ -129,12 +132,13 @@ def test_plan_and_apply_without_stdout(
     sandbox: Sandbox, cli_env: str, tmp_path: Path, how: str
 ) -> None:
     path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "archived"})
-    plan = without_stdout(how, "plan", str(path))
-    assert plan.returncode == 1
-    assert plan.stderr.decode() == (
-        f"Error: the plan could not be written to standard output ({LOST[how]}); what was shown "
-        "is incomplete.\n"
-    )
+    for saved in ([], ["--out", "-"]):
+        plan = without_stdout(how, "plan", str(path), *saved)
+        assert plan.returncode == 1
+        assert plan.stderr.decode() == (
+            f"Error: the plan could not be written to standard output ({LOST[how]}); what was "
+            "shown is incomplete.\n"
+        )
     applied = without_stdout(how, "apply", str(path), "--auto-approve")
     assert applied.returncode == 0
     stderr = applied.stderr.decode()

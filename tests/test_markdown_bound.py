@@ -28,7 +28,9 @@ from reconcile.render.markdown import (
 from reconcile.render.origin import Origin, ci_origin
 from reconcile.sandbox import Sandbox, SandboxRun
 from reconcile.state import StateFile, TallyfySettings
-from tests.helpers import FIGURES, HOSTILE, ORG, assert_inert, table_rows
+from tests.demo import ORG
+from tests.guards import FIGURES
+from tests.hostile import HOSTILE, assert_inert, table_rows
 
 outside_text = st.one_of(
     st.sampled_from(HOSTILE),

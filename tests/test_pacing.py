@@ -24,14 +24,8 @@ from reconcile.sandbox import Sandbox, SandboxRun
 from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.pacing import Pacer
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    TOKEN,
-    SimulatedTime,
-    sandbox_connect,
-    write_state,
-)
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.helpers import SimulatedTime, sandbox_connect, write_state
 
 LATENCY = 0.1
 FAQ = (Window(12, 5.0, "GET"), Window(140, 10.0))

@@ -21,17 +21,8 @@ from reconcile.planfile import checksum
 from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
 from reconcile.state import SafetySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from tests.helpers import (
-    DEMO_ARCHIVED,
-    DEMO_IDS,
-    ORG,
-    TOKEN,
-    client_for,
-    numbered_runs,
-    sandbox_connect,
-    sandbox_states,
-    write_state,
-)
+from tests.demo import DEMO_ARCHIVED, DEMO_IDS, ORG, TOKEN
+from tests.helpers import client_for, numbered_runs, sandbox_connect, sandbox_states, write_state
 
 BEHAVIOURS = [
     Behaviour(),

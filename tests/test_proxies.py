@@ -20,17 +20,11 @@ from click.testing import CliRunner, Result
 from reconcile.cli import cli
 from reconcile.sandbox import Sandbox, serve
 from reconcile.tallyfy.network import Proxy, proxy_for
-from tests.helpers import (
-    DEMO_IDS,
-    FIGURES,
-    ORG,
-    ROOT,
-    TOKEN,
-    sandbox_states,
-    self_signed,
-    tls_in_front,
-    within,
-)
+from tests.deadlines import within
+from tests.demo import DEMO_IDS, ORG, ROOT, TOKEN
+from tests.guards import FIGURES
+from tests.helpers import sandbox_states
+from tests.tls import self_signed, tls_in_front
 
 EXAMPLE = ROOT / "state.example.toml"
 PROXY_VARIABLES = (

@@ -16,7 +16,8 @@ from reconcile.differences import Declaration, DeclarationChanges, FieldChange
 from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox, SandboxRun, serve
 from reconcile.tallyfy import TallyfyClient
-from tests.helpers import DEMO_IDS, ORG, ROOT, TOKEN, run, sandbox_connect
+from tests.demo import DEMO_IDS, ORG, ROOT, TOKEN
+from tests.helpers import run, sandbox_connect
 
 EXAMPLE = ROOT / "state.example.toml"
 GONE = "0123456789abcdef" * 2

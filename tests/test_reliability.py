@@ -23,15 +23,9 @@ from reconcile.config import TOKEN_ENV, Fetch, Flags
 from reconcile.errors import ReconcileError
 from reconcile.sandbox import Behaviour, Fault, Sandbox
 from reconcile.tallyfy import RetryPolicy
-from tests.helpers import (
-    FIGURES,
-    ORG,
-    TOKEN,
-    numbered_runs,
-    sandbox_connect,
-    sandbox_states,
-    write_state,
-)
+from tests.demo import ORG, TOKEN
+from tests.guards import FIGURES
+from tests.helpers import numbered_runs, sandbox_connect, sandbox_states, write_state
 
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.002)
 TIMEOUT = 0.02

@@ -26,7 +26,8 @@ from reconcile.render.markdown import COMMENT_LIMIT
 from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.state import load_state
 from reconcile.tallyfy import observe
-from tests.helpers import DEMO_IDS, ORG, ROOT, add_runs, client_for, run, write_state
+from tests.demo import DEMO_IDS, ORG, ROOT
+from tests.helpers import add_runs, client_for, run, write_state
 
 CHANGES = 400
 EXAMPLE = ROOT / "state.example.toml"

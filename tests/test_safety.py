@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconcile.sandbox import Sandbox
-from tests.helpers import ORG, add_runs, run, sandbox_states, write_state
+from tests.demo import ORG
+from tests.helpers import add_runs, run, sandbox_states, write_state
 
 
 def declare(

@@ -20,7 +20,8 @@ from reconcile.safety import (
     tripped,
 )
 from reconcile.state import SafetySettings
-from tests.helpers import API, ORG, STAMP, make_plan
+from tests.demo import ORG
+from tests.helpers import API, STAMP, make_plan
 
 
 def test_an_empty_file_trips_a_gate_naming_it() -> None:

@@ -14,24 +14,10 @@ from reconcile.sandbox import (
     Sandbox,
     SandboxRun,
 )
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    SANDBOX_HEADERS,
-    TOKEN,
-    Clock,
-    call,
-    listed,
-    pagination,
-)
+from tests.demo import ACTIVE, ARCHIVED, DONE, IDS, LIVE, ORG, TOKEN, UNKNOWN
+from tests.helpers import SANDBOX_HEADERS, Clock, call, listed, pagination
 
 HEADERS = SANDBOX_HEADERS
-IDS = DEMO_IDS
-ARCHIVED = (IDS[2], IDS[8], IDS[9])
-LIVE = tuple(i for i in IDS if i not in ARCHIVED)
-ACTIVE = IDS[0]  # active, users [101, 102]
-DONE = IDS[2]  # status "complete", archived
-UNKNOWN = "f" * 32
 NOT_FOUND = {"error": True, "message": "Resource not found", "code": "RESOURCE_NOT_FOUND"}
 NO_ENDPOINT = {"error": True, "message": "API endpoint not found", "code": "ENDPOINT_NOT_FOUND"}
 UNAUTHENTICATED = {"error": True, "message": "Unauthenticated.", "code": "UNAUTHENTICATED"}

@@ -32,12 +32,8 @@ from reconcile.sandbox import (
 )
 from reconcile.sandbox.seed import DEMO_SEED, load_seed
 from reconcile.sandbox.switches import SWITCHES, changed
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    SANDBOX_HEADERS,
-    TOKEN,
-)
+from tests.demo import DEMO_IDS, ORG, TOKEN
+from tests.helpers import SANDBOX_HEADERS
 
 HEADERS = SANDBOX_HEADERS
 IDS = DEMO_IDS

@@ -15,12 +15,7 @@ from reconcile.sandbox import (
     SeedError,
 )
 from reconcile.sandbox.seed import DEMO_SEED, load_seed
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    ROOT,
-    TOKEN,
-)
+from tests.demo import DEMO_IDS, ORG, ROOT, TOKEN
 
 IDS = DEMO_IDS
 ARCHIVED = (IDS[2], IDS[8], IDS[9])

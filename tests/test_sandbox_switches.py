@@ -12,7 +12,8 @@ from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
 from reconcile.sandbox.limits import RateWindow
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
 from reconcile.sandbox.switches import SWITCHES, changed, value_text
-from tests.helpers import DEMO_IDS, ROOT, SANDBOX_HEADERS, Clock, call, listed, pagination
+from tests.demo import DEMO_IDS, ROOT
+from tests.helpers import SANDBOX_HEADERS, Clock, call, listed, pagination
 
 IDS = DEMO_IDS
 ARCHIVED = [IDS[2], IDS[8], IDS[9]]

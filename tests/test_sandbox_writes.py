@@ -19,22 +19,10 @@ from reconcile.sandbox import (
     Sandbox,
     SandboxRun,
 )
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    SANDBOX_HEADERS,
-    Clock,
-    call,
-    listed,
-)
+from tests.demo import ACTIVE, DONE, IDS, LIVE, ORG, UNKNOWN
+from tests.helpers import SANDBOX_HEADERS, Clock, call, listed
 
 HEADERS = SANDBOX_HEADERS
-IDS = DEMO_IDS
-ARCHIVED = (IDS[2], IDS[8], IDS[9])
-LIVE = tuple(i for i in IDS if i not in ARCHIVED)
-ACTIVE = IDS[0]  # active, users [101, 102]
-DONE = IDS[2]  # status "complete", archived
-UNKNOWN = "f" * 32
 NOW_ZULU = "2026-03-02T09:00:00.000Z"
 NOT_FOUND = {"error": True, "message": "Resource not found", "code": "RESOURCE_NOT_FOUND"}
 

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from reconcile.render.sanitize import clean, quoted
 from reconcile.sandbox import Sandbox, SandboxRun
-from tests.helpers import FIGURES, HOSTILE, assert_inert, run, table_rows
+from tests.guards import FIGURES
+from tests.helpers import run
+from tests.hostile import HOSTILE, assert_inert, table_rows
 
 CHANGE_LINE = re.compile(r"^  (archive|activate) +([0-9a-f]{32})  ", re.MULTILINE)
 """The start of a change line of the text output."""

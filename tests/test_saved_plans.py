@@ -13,7 +13,9 @@ import pytest
 
 from reconcile.planfile import MAX_PLAN_BYTES
 from reconcile.sandbox import Fault, Sandbox, serve
-from tests.helpers import DEMO_IDS, ORG, ROOT, run, sandbox_states, within
+from tests.deadlines import within
+from tests.demo import DEMO_IDS, ORG, ROOT
+from tests.helpers import run, sandbox_states
 
 EXAMPLE = ROOT / "state.example.toml"
 REVIEWED = {DEMO_IDS[0]: "archived", DEMO_IDS[3]: "archived", DEMO_IDS[2]: "active"}

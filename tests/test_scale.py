@@ -33,7 +33,8 @@ from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun, serve
 from reconcile.sandbox.model import DEFAULT_BEHAVIOUR
 from reconcile.state import TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from tests.helpers import ORG, TOKEN, SimulatedTime, sandbox_states, write_state
+from tests.demo import ORG, TOKEN
+from tests.helpers import SimulatedTime, sandbox_states, write_state
 
 T = TypeVar("T")
 ACTIVE_RUNS, ARCHIVED_RUNS = 250, 120

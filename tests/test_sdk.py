@@ -16,7 +16,7 @@ from tallyfy import TallyfyError, TallyfySDK
 
 from reconcile.sandbox import Behaviour, Fault, Sandbox, serve
 from reconcile.sandbox.seed import DEMO_SEED
-from tests.helpers import DEMO_IDS, ORG, TOKEN
+from tests.demo import DEMO_IDS, ORG, TOKEN
 
 IDS = DEMO_IDS
 ARCHIVED = [IDS[2], IDS[8], IDS[9]]

@@ -14,18 +14,10 @@ from pathlib import Path
 import pytest
 
 from reconcile.sandbox import Fault, Sandbox, serve
-from tests.helpers import (
-    DEMO_IDS,
-    ORG,
-    ROOT,
-    TOKEN,
-    allowed_request,
-    check_no_secret,
-    run,
-    sandbox_states,
-    self_signed,
-    tls_in_front,
-)
+from tests.demo import DEMO_IDS, ORG, ROOT, TOKEN
+from tests.guards import allowed_request, check_no_secret
+from tests.helpers import run, sandbox_states
+from tests.tls import self_signed, tls_in_front
 
 EXAMPLE = ROOT / "state.example.toml"
 SECRET = "tok-9f8e7d6c5b4a3f2e1d0c"  # a token the sandbox does not accept

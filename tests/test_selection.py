@@ -16,7 +16,8 @@ from reconcile.errors import ConfigError, StateFileError
 from reconcile.importer import build_import
 from reconcile.selection import Selection, make_selection
 from reconcile.state import load_state
-from tests.helpers import ORG, STAMP
+from tests.demo import ORG
+from tests.helpers import STAMP
 
 BLUEPRINT = "b" * 32
 

@@ -8,7 +8,7 @@ import pytest
 
 from reconcile.domain import RunState, Source
 from reconcile.errors import StateFileError
-from reconcile.state import load_state
+from reconcile.state import DriftSettings, load_state
 
 A = "3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6"
 B = "9b1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -130,3 +130,24 @@ def test_value_of_wrong_type(tmp_path: Path) -> None:
 
 def test_empty_runs_table_is_valid(tmp_path: Path) -> None:
     assert load_state(write(tmp_path, "[runs]\n")).runs == ()
+
+
+def test_the_feed_bounds_of_the_drift_table(tmp_path: Path) -> None:
+    text = f'[drift]\nlookback_days = 30\nfeed_pages = 40\n[runs]\n{A} = "active"\n'
+    path = write(tmp_path, text)
+    drift = load_state(path).drift
+    assert (drift.auto_archived, drift.lookback_days, drift.feed_pages) == ("revert", 30, 40)
+    bare = write(tmp_path, f'[runs]\n{A} = "active"\n', "bare.toml")
+    assert load_state(bare).drift == DriftSettings()
+    bad = write(
+        tmp_path,
+        f'[drift]\nlookback_days = 0\nfeed_pages = "15"\n[runs]\n{A} = "active"\n',
+        "bad.toml",
+    )
+    assert problems(bad) == [
+        f"{bad}:2: [drift.lookback_days] must be a whole number of days from 1 to 3650 (got 0)",
+        f"{bad}:3: [drift.feed_pages] must be a whole number of pages from 1 to 1000 (got '15')",
+    ]
+    for key, value in (("lookback_days", "3651"), ("feed_pages", "1001"), ("feed_pages", "true")):
+        edge = write(tmp_path, f'[drift]\n{key} = {value}\n[runs]\n{A} = "active"\n', "edge.toml")
+        assert len(problems(edge)) == 1

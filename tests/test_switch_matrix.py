@@ -20,7 +20,8 @@ from reconcile.sandbox import Behaviour, Sandbox, SandboxRun
 from reconcile.selection import Selection
 from reconcile.state import load_state
 from reconcile.tallyfy import RetryPolicy
-from tests.helpers import ORG, TOKEN, sandbox_connect, write_state
+from tests.demo import ORG, TOKEN
+from tests.helpers import sandbox_connect, write_state
 
 ACTIVE, ARCHIVED = 230, 120
 API = "https://sandbox.test/api"

@@ -16,7 +16,8 @@ import pytest
 from reconcile.errors import ConfigError
 from reconcile.sandbox import Sandbox
 from reconcile.writer import destination
-from tests.helpers import DEMO_IDS, ROOT, TOKEN, run, write_state
+from tests.demo import DEMO_IDS, ROOT, TOKEN
+from tests.helpers import run, write_state
 
 EXAMPLE = ROOT / "state.example.toml"
 

@@ -57,19 +57,29 @@ class Console:
 
 class ClosedOutput(io.TextIOBase):
     """Standard output of a process started without one (`reconcile plan >&-`; Python then sets
-    sys.stdout to None): every write fails as one into a pipe whose reader has gone, so that each
-    command treats both alike, and click's own output (--help) ends as on a broken pipe."""
+    sys.stdout to None). It behaves as a pipe whose reader has gone, so that each command treats
+    both alike: writes fail (click's own output, --help, ends as on a broken pipe) until a
+    Console has noticed, and then go nowhere, as a broken pipe's do once pointed at /dev/null."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.discarding = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        raise BrokenPipeError(errno.EPIPE, "closed")
+        if not self.discarding:
+            raise BrokenPipeError(errno.EPIPE, "closed")
+        return len(text)
 
 
 def _discard_the_rest(stream: TextIO) -> None:
     """Point the stream's file at /dev/null: what is still buffered in it, flushed when Python
     exits, would otherwise fail again and print a traceback-like warning."""
+    if isinstance(stream, ClosedOutput):
+        stream.discarding = True
+        return
     try:
         descriptor = stream.fileno()
     except (OSError, ValueError):

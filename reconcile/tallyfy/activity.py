@@ -24,10 +24,6 @@ FEED_VERBS = ("archived", "unarchived", "activated")
 `activated`, another source's spelling of `unarchived`."""
 ACTIVATION_VERBS = frozenset(FEED_VERBS[1:])
 FEED_PAGE_SIZE = 100
-MAX_FEED_PAGES = 15
-"""Pages read per verb at most; a feed with more is incomplete (fall back, or go without)."""
-LOOKBACK = timedelta(days=90)
-"""How far back `plan` looks in the feed for who moved a run."""
 TIME_BUDGET = 20.0
 """Seconds the aid may take altogether; a slower feed is given up on."""
 
@@ -104,16 +100,18 @@ async def read_sources(
     client: TallyfyClient,
     *,
     today: date,
+    lookback: timedelta,
+    max_pages: int,
     feed: bool = True,
     setting: bool = True,
     moves: tuple[Move, ...] | None = None,
     budget: float = TIME_BUDGET,
 ) -> Sources:
     """The auto-archive setting (when `setting`), the token's user and the feed's moves since
-    `today` - LOOKBACK (when `feed`; `moves` already read stand in for the feed), read
-    concurrently within `budget` seconds. Never raises for what the API answers: each failure
-    becomes a reason in `unavailable`."""
-    since = datetime.combine(today - LOOKBACK, datetime.min.time(), UTC)
+    `today` - `lookback`, at most `max_pages` pages per verb (when `feed`; `moves` already read
+    stand in for the feed), read concurrently within `budget` seconds. Never raises for what the
+    API answers: each failure becomes a reason in `unavailable`."""
+    since = datetime.combine(today - lookback, datetime.min.time(), UTC)
     reasons: list[str] = []
 
     async def attempt(what: str, read: Any) -> Any:
@@ -128,7 +126,7 @@ async def read_sources(
     settings, me, read = await asyncio.gather(
         attempt("the organization's settings", read_auto_archive(client)) if setting else _is(None),
         attempt("the token's user", read_me(client)) if feed else _is(None),
-        attempt("the activity feed", read_moves(client, since))
+        attempt("the activity feed", read_moves(client, since, max_pages=max_pages))
         if feed and moves is None
         else _is(moves if feed else None),
     )
@@ -198,9 +196,7 @@ async def read_me(client: TallyfyClient) -> Person:
     return person
 
 
-async def read_moves(
-    client: TallyfyClient, since: datetime, *, max_pages: int = MAX_FEED_PAGES
-) -> tuple[Move, ...]:
+async def read_moves(client: TallyfyClient, since: datetime, *, max_pages: int) -> tuple[Move, ...]:
     """Every archive and activation of a run recorded since `since`, newest first, reading at
     most `max_pages` pages per verb. Raises UnusableAnswer when the feed cannot say it all."""
     listings = await asyncio.gather(*(_verb(client, verb, since, max_pages) for verb in FEED_VERBS))
