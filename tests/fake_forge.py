@@ -50,6 +50,8 @@ class FakeForge:
     """(forge, number) -> the pull (merge) request: title, body, head, base, state."""
     repository: Path | None = None
     """The bare git repository the requests' branches live in."""
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Path (without the forge's prefix) -> what to answer instead, with 200: a hostile forge."""
     url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: iter(range(1001, 10**9)))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,6 +134,8 @@ class FakeForge:
         path = parts.path.removeprefix("/github").removeprefix("/gitlab/api/v4")
         with self._lock:
             self.requests.append(ForgeRequest(forge, method, path, query, body))
+        if path in self.answers:
+            return 200, self.answers[path], {}
         if forge == GITHUB:
             if headers.get("Authorization") != f"Bearer {self.token}":
                 return 401, {"message": "Bad credentials"}, {}

@@ -47,7 +47,7 @@ def origin_of(checkout: Path) -> Path:
     return checkout.parent / "acme" / "runs.git"
 
 
-def make_checkout(tmp_path: Path, text: str) -> Path:
+def make_checkout(tmp_path: Path, text: str, more: dict[str, str] | None = None) -> Path:
     """A fresh clone as a scheduled job checks it out: on main, no git identity configured.
     The origin is at acme/runs.git beside it, where GitLab's CI_SERVER_URL/CI_PROJECT_PATH
     point."""
@@ -56,8 +56,10 @@ def make_checkout(tmp_path: Path, text: str) -> Path:
     origin.parent.mkdir()
     git(tmp_path, "init", "--quiet", "--bare", "--initial-branch", "main", str(origin))
     git(tmp_path, "clone", "--quiet", str(origin), str(work))
-    (work / "state.toml").write_text(text, encoding="utf-8")
-    git(work, "add", "state.toml")
+    for name, content in {"state.toml": text, **(more or {})}.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(content, encoding="utf-8")
+    git(work, "add", ".")
     git(work, "-c", "user.name=Ops", "-c", "user.email=ops@example.com", "commit", "-qm", "Runs")
     git(work, "push", "--quiet", "origin", "HEAD:main")
     return work
@@ -82,7 +84,7 @@ def read_git(repo: Path, *args: str) -> str:
 def fresh(checkout: Path) -> str:
     """The checkout as the next scheduled run finds it (refresh edited the file in place);
     returns HEAD, which reconcile must never move."""
-    git(checkout, "checkout", "--quiet", "--", "state.toml")
+    git(checkout, "checkout", "--quiet", "--", ".")
     return read_git(checkout / ".git", "rev-parse", "HEAD")
 
 
@@ -286,7 +288,11 @@ def test_the_gitlab_job_keeps_one_merge_request_and_prunes_when_asked(
     offline_pip: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    checkout = make_checkout(tmp_path, state_text(gone=True))
+    more = {
+        "teams/second.toml": f'[runs]\n{DEMO_IDS[1]} = "active"\n{DEMO_IDS[6]} = "active"\n',
+        "quiet.toml": f'[runs]\n{DEMO_IDS[7]} = "active"\n',
+    }
+    checkout = make_checkout(tmp_path, state_text(gone=True), more)
     origin = origin_of(checkout)
     forge.repository = origin
     base = fresh(checkout)
@@ -315,16 +321,16 @@ def test_the_gitlab_job_keeps_one_merge_request_and_prunes_when_asked(
     sandbox.move(DEMO_IDS[1], True, JANE)
 
     # A declared run Tallyfy no longer has: without prune the refresh refuses it.
-    kept = run_component(
-        "reconcile-accept-drift", {"org": ORG, "install": str(wheel)}, workspace=checkout, env=env
-    )
+    files = "state.toml teams/second.toml quiet.toml"
+    inputs = {"org": ORG, "install": str(wheel), "state-files": files}
+    kept = run_component("reconcile-accept-drift", inputs, workspace=checkout, env=env)
     assert kept.returncode == 1, kept.stdout + kept.stderr
     assert GONE in kept.stderr
     assert read_git(origin, "rev-parse", BRANCH) == ""
     assert forge.writes() == []
     fresh(checkout)
 
-    inputs = {"org": ORG, "install": str(wheel), "prune": "true"}
+    inputs["prune"] = "true"
     done = run_component("reconcile-accept-drift", inputs, workspace=checkout, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     proposed = read_git(origin, "show", f"{BRANCH}:state.toml") + "\n"
@@ -332,8 +338,13 @@ def test_the_gitlab_job_keeps_one_merge_request_and_prunes_when_asked(
     assert "# a run deleted in Tallyfy" in proposed
     assert f'{DEMO_IDS[1]} = "archived"  # run 1' in proposed
     assert read_git(origin, "log", "-1", "--format=%an", BRANCH) == "Sam Scheduler"
+    changed = read_git(origin, "diff", "--name-only", base, BRANCH).split()
+    assert changed == ["state.toml", "teams/second.toml"], "one commit, only the changed files"
     (request,) = forge.open_pulls(GITLAB)
     assert (request["head"], request["base"]) == (BRANCH, "main")
+    assert request["title"] == "reconcile: accept drift from Tallyfy into 2 state files"
+    assert "#### `teams/second.toml`" in request["body"]
+    assert "`quiet.toml`" not in request["body"].split("### reconcile: accept drift")[1]
     assert "archived by Jane Doe" in request["body"]
     assert "[CI run](https://gitlab.example/acme/runs/-/jobs/7)" in request["body"]
 

@@ -106,3 +106,37 @@ def test_the_token_reaches_git_only_through_the_credential_helper(work: Path, ho
 def test_without_a_token_git_never_waits_for_a_password(work: Path, host: str) -> None:
     with within(60), pytest.raises(GitError, match="ls-remote"):
         Checkout(work, host).remote_branch("reconcile/accept-drift")
+
+
+def shallow_run(origin: Path, folder: Path) -> tuple[Checkout, str]:
+    """One scheduled run: a fresh clone of main's newest commit only (as actions/checkout and
+    GitLab clone by default) whose refresh archived the run; returns its proposal."""
+    git(origin.parent, "clone", "--quiet", "--depth=1", f"file://{origin}", str(folder))
+    (folder / "state.toml").write_text('[runs]\nabc = "archived"\n')
+    checkout = Checkout(folder, "origin", identity=("Bot", "bot@example.com"))
+    return checkout, checkout.commit(["state.toml"], "Accept drift")
+
+
+def test_shallow_checkouts_compare_with_the_pushed_branch(work: Path, tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work), str(origin))
+    for n in range(3):
+        (work / "other.toml").write_text(f"x = {n + 10}\n")
+        git(work, "-c", "user.name=Ops", "-c", "user.email=o@example.com", "commit", "-qam", "n")
+    git(work, "push", "--quiet", str(origin), "HEAD:main")
+    first, proposed = shallow_run(origin, tmp_path / "monday")
+    assert first.remote_branch("reconcile/accept-drift") is None
+    first.push(proposed, "reconcile/accept-drift")
+
+    second, again = shallow_run(origin, tmp_path / "tuesday")
+    pushed = second.remote_branch("reconcile/accept-drift")
+    assert pushed == proposed
+    assert second.same_proposal(pushed, again), "the same file on the same base: no push"
+
+    (work / "other.toml").write_text("x = 99\n")
+    git(work, "-c", "user.name=Ops", "-c", "user.email=o@example.com", "commit", "-qam", "later")
+    git(work, "push", "--quiet", str(origin), "HEAD:main")
+    third, moved = shallow_run(origin, tmp_path / "wednesday")
+    pushed = third.remote_branch("reconcile/accept-drift")
+    assert pushed is not None
+    assert not third.same_proposal(pushed, moved), "main moved on: the proposal is rebased"

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from reconcile import __version__
 
 TIMEOUT = 30.0
+LIMIT = 16 * 1024 * 1024
+"""The most an answer may hold: far more than 100 comments or requests take."""
 _LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -75,7 +77,11 @@ class _Api:
             **headers,
         }
 
-    def call(self, method: str, url: str, data: Any = None) -> tuple[Any, Mapping[str, str]]:
+    def call(
+        self, method: str, url: str, data: Any = None, *, expect: type | None = None
+    ) -> tuple[Any, Mapping[str, str]]:
+        """The decoded answer and its headers. `expect` (list or dict) is the shape the answer
+        must have: a list is one of objects."""
         if not url.startswith(self.base + "/"):
             url = self.base + url
         payload = None if data is None else json.dumps(data).encode()
@@ -83,7 +89,7 @@ class _Api:
         shown = f"{method} {urllib.parse.urlsplit(url).path}"
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                body = response.read()
+                body = response.read(LIMIT + 1)
                 headers = dict(response.headers.items())
         except urllib.error.HTTPError as exc:
             raise ForgeError(f"{shown} answered {exc.code}: {_message(exc.read())}") from None
@@ -91,10 +97,21 @@ class _Api:
             host = urllib.parse.urlsplit(url).netloc
             reason = getattr(exc, "reason", exc)
             raise ForgeError(f"{shown}: could not reach {host}: {reason}") from None
+        if len(body) > LIMIT:
+            raise ForgeError(f"{shown} answered more than {LIMIT // 2**20} MiB")
         try:
-            return (json.loads(body) if body else None), headers
+            answer = json.loads(body) if body else None
         except ValueError:
             raise ForgeError(f"{shown} answered something that is not JSON") from None
+        shaped: dict[type | None, bool] = {
+            None: True,
+            list: isinstance(answer, list) and all(isinstance(item, dict) for item in answer),
+            dict: isinstance(answer, dict),
+        }
+        if not shaped[expect]:
+            kind = "a list of objects" if expect is list else "an object"
+            raise ForgeError(f"{shown} answered JSON that is not {kind}")
+        return answer, headers
 
 
 def _message(body: bytes) -> str:
@@ -127,34 +144,36 @@ class GitHub:
     def comments(self, number: int) -> Iterator[Comment]:
         url: str | None = f"{self.repo}/issues/{number}/comments?per_page=100"
         while url:
-            page, headers = self.api.call("GET", url)
+            page, headers = self.api.call("GET", url, expect=list)
             for item in page:
-                yield Comment(int(item["id"]), str(item.get("body") or ""))
+                yield _comment(item)
             found = _LINK_NEXT.search(_header(headers, "Link"))
             url = found[1] if found and found[1].startswith(self.api.base + "/") else None
 
     def create(self, number: int, body: str) -> Comment:
-        made, _ = self.api.call("POST", f"{self.repo}/issues/{number}/comments", {"body": body})
-        return Comment(int(made["id"]), body)
+        path = f"{self.repo}/issues/{number}/comments"
+        made, _ = self.api.call("POST", path, {"body": body}, expect=dict)
+        return Comment(_comment(made).id, body)
 
     def update(self, number: int, comment: Comment, body: str) -> Comment:
         self.api.call("PATCH", f"{self.repo}/issues/comments/{comment.id}", {"body": body})
         return Comment(comment.id, body)
 
     def merged_request(self, sha: str) -> int | None:
-        pulls, _ = self.api.call("GET", f"{self.repo}/commits/{sha}/pulls")
+        pulls, _ = self.api.call("GET", f"{self.repo}/commits/{sha}/pulls", expect=list)
         merged = [pull for pull in pulls if pull.get("merged_at")]
-        return int(merged[0]["number"]) if merged else None
+        return _request(merged[0], "number", "html_url", "body").number if merged else None
 
     def open_request(self, branch: str) -> Request | None:
         # `head` filters by "owner:branch"; at most one pull request can be open per head and base
         head = urllib.parse.quote(f"{self.owner}:{branch}", safe=":")
-        pulls, _ = self.api.call("GET", f"{self.repo}/pulls?state=open&head={head}&per_page=100")
+        url = f"{self.repo}/pulls?state=open&head={head}&per_page=100"
+        pulls, _ = self.api.call("GET", url, expect=list)
         return _request(pulls[0], "number", "html_url", "body") if pulls else None
 
     def propose(self, branch: str, base: str, title: str, body: str) -> Request:
         fields = {"title": title, "head": branch, "base": base, "body": body}
-        made, _ = self.api.call("POST", f"{self.repo}/pulls", fields)
+        made, _ = self.api.call("POST", f"{self.repo}/pulls", fields, expect=dict)
         return _request(made, "number", "html_url", "body")
 
     def edit(self, request: Request, title: str, body: str, *, close: bool = False) -> Request:
@@ -179,15 +198,16 @@ class GitLab:
             notes, headers = self.api.call(
                 "GET",
                 f"{self.project}/merge_requests/{number}/notes?sort=asc&per_page=100&page={page}",
+                expect=list,
             )
             for note in notes:
-                yield Comment(int(note["id"]), str(note.get("body") or ""))
+                yield _comment(note)
             page = _header(headers, "X-Next-Page") or None
 
     def create(self, number: int, body: str) -> Comment:
         path = f"{self.project}/merge_requests/{number}/notes"
-        made, _ = self.api.call("POST", path, {"body": body})
-        return Comment(int(made["id"]), body)
+        made, _ = self.api.call("POST", path, {"body": body}, expect=dict)
+        return Comment(_comment(made).id, body)
 
     def update(self, number: int, comment: Comment, body: str) -> Comment:
         path = f"{self.project}/merge_requests/{number}/notes/{comment.id}"
@@ -196,15 +216,15 @@ class GitLab:
 
     def merged_request(self, sha: str) -> int | None:
         requests, _ = self.api.call(
-            "GET", f"{self.project}/repository/commits/{sha}/merge_requests"
+            "GET", f"{self.project}/repository/commits/{sha}/merge_requests", expect=list
         )
         merged = [mr for mr in requests if mr.get("state") == "merged"]
-        return int(merged[0]["iid"]) if merged else None
+        return _request(merged[0], "iid", "web_url", "description").number if merged else None
 
     def open_request(self, branch: str) -> Request | None:
         source = urllib.parse.quote(branch, safe="")
         found, _ = self.api.call(
-            "GET", f"{self.project}/merge_requests?state=opened&source_branch={source}"
+            "GET", f"{self.project}/merge_requests?state=opened&source_branch={source}", expect=list
         )
         return _request(found[0], "iid", "web_url", "description") if found else None
 
@@ -216,7 +236,7 @@ class GitLab:
             "description": body,
             "remove_source_branch": True,
         }
-        made, _ = self.api.call("POST", f"{self.project}/merge_requests", fields)
+        made, _ = self.api.call("POST", f"{self.project}/merge_requests", fields, expect=dict)
         return _request(made, "iid", "web_url", "description")
 
     def edit(self, request: Request, title: str, body: str, *, close: bool = False) -> Request:
@@ -225,12 +245,19 @@ class GitLab:
         return Request(request.number, request.url, body)
 
 
-def _request(item: Any, number: str, url: str, body: str) -> Request:
+def _comment(item: dict[str, Any]) -> Comment:
+    try:
+        return Comment(int(item["id"]), str(item.get("body") or ""))
+    except (KeyError, TypeError, ValueError):
+        raise ForgeError("the answer has a comment without a numeric 'id'") from None
+
+
+def _request(item: dict[str, Any], number: str, url: str, body: str) -> Request:
     """A request from the API's answer, whose field names differ between the forges."""
     try:
         return Request(int(item[number]), str(item.get(url) or ""), str(item.get(body) or ""))
-    except (TypeError, KeyError, ValueError, AttributeError):
-        raise ForgeError(f"the answer has no {number!r} for the request it names") from None
+    except (TypeError, KeyError, ValueError):
+        raise ForgeError(f"the answer names a request without a numeric {number!r}") from None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

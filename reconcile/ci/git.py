@@ -102,7 +102,9 @@ class Checkout:
         if not listed:
             return None
         sha = listed.split()[0]
-        self._git("fetch", "--quiet", "--no-tags", self.remote, sha)
+        # CI checkouts are often shallow: the commit and its parent are all the comparison needs
+        shallow = self._git("rev-parse", "--is-shallow-repository") == "true"
+        self._git("fetch", "--quiet", "--no-tags", *(["--depth=2"] * shallow), self.remote, sha)
         return sha
 
     def same_proposal(self, one: str, other: str) -> bool:

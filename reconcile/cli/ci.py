@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -18,6 +19,7 @@ from reconcile.ci import accept, review
 from reconcile.ci.forge import Forge, ForgeError, GitHub, GitLab
 from reconcile.ci.git import Checkout, GitError
 
+T = TypeVar("T")
 GITHUB_BOT = ("github-actions[bot]", "41898282+github-actions[bot]@users.noreply.github.com")
 """The identity GitHub shows for commits pushed with a workflow's own token."""
 
@@ -57,6 +59,19 @@ def _forge(env: Mapping[str, str]) -> Forge:
             _need(env, "CI_API_V4_URL"), _need(env, "CI_PROJECT_ID"), _need(env, "GITLAB_API_TOKEN")
         )
     raise click.ClickException("neither GitHub Actions nor GitLab CI: no request to comment on.")
+
+
+def _results(load: Callable[[Path], T], folder: Path) -> T:
+    """What the step before this one saved in `folder`, or an error saying it is not there."""
+    try:
+        return load(folder)
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"{folder} holds no results: run the step before this one (`reconcile-ci plan` or "
+            "`reconcile-ci refresh`) with the same --dir first."
+        ) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise click.ClickException(f"{folder}: the saved results cannot be read ({exc}).") from None
 
 
 def _event(env: Mapping[str, str]) -> dict[str, object]:
@@ -118,7 +133,7 @@ def plan(
 def comment(folder: Path, key: str) -> None:
     """Create or update the request's plan comment (found by its marker) with the results."""
     env = os.environ
-    body = review.summary(review.load(folder), _context(env))
+    body = review.summary(_results(review.load, folder), _context(env))
     forge, number = _forge(env), _request_number(env)
     try:
         done = review.post(forge, number, key, body)
@@ -131,7 +146,7 @@ def comment(folder: Path, key: str) -> None:
 @_folder
 def summary(folder: Path) -> None:
     """Write the results as Markdown to the job summary ($GITHUB_STEP_SUMMARY), or stdout."""
-    body = review.summary(review.load(folder), _context(os.environ))
+    body = review.summary(_results(review.load, folder), _context(os.environ))
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
         with open(target, "a", encoding="utf-8") as stream:
@@ -216,7 +231,7 @@ def propose(folder: Path, branch: str, base: str | None, remote: str | None) -> 
     """Open or update the one request that accepts the refreshed files, or close it when
     Tallyfy matches them again."""
     env = os.environ
-    refreshed = accept.load(folder)
+    refreshed = _results(accept.load, folder)
     failed = [entry.state_file for entry in refreshed if entry.failed]
     if failed:
         raise click.ClickException(
