@@ -240,7 +240,7 @@ class _Layout:
         if self.inline_runs is None:
             return []
         message = (
-            "[runs] is written as an inline table (runs = {...}); refresh edits runs declared in "
+            "it is written as an inline table (runs = {...}); refresh edits runs declared in "
             "a [runs] table or as [runs.<id>] tables. Rewrite it as a table; nothing was written"
         )
         return [Problem(self.path, self.line_at(self.inline_runs.first), "runs", message)]

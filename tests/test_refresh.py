@@ -130,7 +130,7 @@ def test_a_file_refresh_cannot_edit_is_refused_before_any_request(
     state.write_text(text)
     result = run("refresh", str(state))
     assert result.exit_code == 1
-    assert f"{state}:2: [runs] [runs] is written as an inline table" in result.output
+    assert f"{state}:2: [runs] it is written as an inline table (runs = {{...}})" in result.output
     assert "Traceback" not in result.output
     assert sandbox.requests == []
     assert state.read_text() == text
