@@ -47,7 +47,13 @@ from reconcile.safety import (
 from reconcile.selection import Selection
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
-from reconcile.tallyfy.activity import Move, UnusableAnswer, read_moves, read_sources
+from reconcile.tallyfy.activity import (
+    Move,
+    UnusableAnswer,
+    read_moves,
+    read_sources,
+    unread_because,
+)
 from reconcile.tallyfy.client import PAGE_SIZE
 from reconcile.tallyfy.observe import Observation, Progress, read_state
 from reconcile.unmanaged import add_unmanaged
@@ -340,7 +346,7 @@ async def _changed(
     try:
         moves = await read_moves(client, since, max_pages=state.drift.feed_pages)
     except (ApiError, UnusableAnswer) as exc:
-        why = " ".join(str(exc).split()).rstrip(".")
+        why = unread_because(exc)
         planned = await _read_and_plan(client, state, settings, on_read)
         notice = (
             f"--changed-since {shown}: the activity feed could not answer completely ({why}); "
@@ -353,6 +359,9 @@ async def _changed(
     if settings.fetch == "auto" and len(subset.runs) <= -(-len(state.runs) // PAGE_SIZE):
         settings = replace(settings, fetch="get")
     planned = await _read_and_plan(client, subset, settings, on_read)
+    unread = tuple(run for run in state.runs if run.run_id not in moved)
+    planned = replace(planned, unread=unread)
+    planned = replace(planned, gates=tripped(planned))
     notice = (
         f"drift check: the activity feed shows {len(subset.runs)} of the {len(state.runs)} "
         f"declared runs moved since {shown}, and only those were read; runs the feed does not "

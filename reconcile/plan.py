@@ -157,6 +157,9 @@ class Plan:
     there): never written; each is a warning (see `warnings`)."""
     accepted: tuple[Change, ...] = ()
     """Drift caused by auto-archive that `[drift] auto_archived = "accept"` leaves as it is."""
+    unread: tuple[DesiredRun, ...] = ()
+    """Declared runs a drift check (`--changed-since`) did not read, the activity feed showing
+    them unmoved: still declared, and counted at their declared state by the safety gates."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of
@@ -169,7 +172,7 @@ class Plan:
 
     @property
     def declared(self) -> int:
-        return len(self.changes) + len(self.unchanged) + len(self.accepted)
+        return len(self.changes) + len(self.unchanged) + len(self.accepted) + len(self.unread)
 
     @property
     def runs(self) -> tuple[PlannedRun, ...]:

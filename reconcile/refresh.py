@@ -59,14 +59,14 @@ class Refreshed:
         return self.after != self.before
 
     def diff(self) -> str:
-        """The change to the file as a unified diff (empty when there is none)."""
+        """The change to the file as a unified diff (empty when there is none), each line ended,
+        as diff and git show a last line without a newline."""
+        lines = difflib.unified_diff(
+            _lines(self.before), _lines(self.after), f"a/{self.path}", f"b/{self.path}"
+        )
         return "".join(
-            difflib.unified_diff(
-                self.before.splitlines(keepends=True),
-                self.after.splitlines(keepends=True),
-                fromfile=f"a/{self.path}",
-                tofile=f"b/{self.path}",
-            )
+            line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n"
+            for line in lines
         )
 
     def summary(self) -> str:
@@ -120,6 +120,12 @@ def refresh_text(
     # The report is read back from the new text, so it says what the file now declares.
     now = load_state(state.path, raw=after.encode("utf-8"))
     return Refreshed(state.path, text, after, compare_declarations(declared(state), declared(now)))
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines, each with its newline; only "\\n" ends one (str.splitlines would also
+    split at a form feed or U+2028 in a comment)."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
 
 
 def _count(number: int, noun: str) -> str:
@@ -234,7 +240,7 @@ class _Layout:
         if self.inline_runs is None:
             return []
         message = (
-            "[runs] is written as an inline table (runs = {...}); refresh edits runs declared in "
+            "it is written as an inline table (runs = {...}); refresh edits runs declared in "
             "a [runs] table or as [runs.<id>] tables. Rewrite it as a table; nothing was written"
         )
         return [Problem(self.path, self.line_at(self.inline_runs.first), "runs", message)]

@@ -33,7 +33,9 @@ def tripped(plan: Plan) -> tuple[str, ...]:
     limits = plan.limits
     # One pass over the runs and one over the changes: at 100,000 runs, property lookups per run
     # and per gate cost a tenth of a second.
-    archived_now = sum(1 for run in plan.runs if run.observed.archived_at)
+    archived_now = sum(1 for run in plan.runs if run.observed.archived_at) + sum(
+        1 for run in plan.unread if run.state is RunState.ARCHIVED
+    )
     bases = {RunState.ARCHIVED: archived_now, RunState.ACTIVE: plan.declared - archived_now}
     archives = sum(1 for change in plan.changes if change.desired.state is RunState.ARCHIVED)
     counts = {Action.ARCHIVE: archives, Action.ACTIVATE: len(plan.changes) - archives}

@@ -18,7 +18,7 @@ from reconcile.sandbox import Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.model import zulu
 from reconcile.sandbox.organization import AutoArchive
-from tests.demo import DEMO_IDS
+from tests.demo import DEMO_ARCHIVED, DEMO_IDS
 from tests.helpers import write_state
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
@@ -317,6 +317,12 @@ def test_changed_since_falls_back_to_a_full_read(
     assert [c["run_id"] for c in checked["changes"]] == [DEMO_IDS[0], DEMO_IDS[1]]
     assert any("could not answer completely" in w for w in checked["warnings"])
     assert any("every declared run was read instead" in w for w in checked["warnings"])
+    # The reason is the feed's request and its answer, not a message about writing runs.
+    status = {"forbidden": 403, "missing": 404}[switch]
+    (fallback,) = [w for w in checked["warnings"] if w.startswith("--changed-since")]
+    assert "/activity-feeds?entity_type=run&type=Process&verb=" in fallback
+    assert f" answered HTTP {status} (" in fallback
+    assert "Archiving" not in fallback
 
 
 def test_changed_since_refuses_what_is_not_a_date(cli_env: str, tmp_path: Path) -> None:
@@ -324,6 +330,62 @@ def test_changed_since_refuses_what_is_not_a_date(cli_env: str, tmp_path: Path) 
     result = run("plan", str(path), "--changed-since", "yesterday")
     assert result.exit_code == 1
     assert "is not a date (YYYY-MM-DD) or an ISO date-time" in result.output
+
+
+def test_a_drift_check_that_finds_no_move_is_no_change(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    declared = {run_id: "archived" if run_id in DEMO_ARCHIVED else "active" for run_id in DEMO_IDS}
+    path = write_state(tmp_path / "state.toml", declared)
+
+    result = run("plan", str(path), "--changed-since", str(NOW.date()), "--detailed-exitcode")
+
+    # Not an empty state file (exit 3): the runs the feed shows unmoved are declared, not read.
+    assert result.exit_code == 0, result.output
+    assert f"; 10 runs declared in {path}.\n" in result.stdout
+    assert result.stdout.endswith(f"No changes. 0 runs match {path}; 10 not read.\n")
+    assert not any(request.run_id for request in sandbox.requests)
+    document = plan_json(path, "--changed-since", str(NOW.date()))
+    assert (document["summary"]["declared"], document["summary"]["unchanged"]) == (10, 0)
+
+
+def test_a_drift_check_trips_the_gates_the_full_plan_trips(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    declared = {run_id: "archived" if run_id in DEMO_ARCHIVED else "active" for run_id in DEMO_IDS}
+    path = write_state(tmp_path / "state.toml", declared)
+    sandbox.move(DEMO_IDS[2], False, JANE)  # declared archived: 1 of the 8 active runs to archive
+    since = str(NOW.date())
+
+    for limit, expected in (("20", 2), ("10", 3)):  # 12.5% of the active runs
+        options = ("--detailed-exitcode", "--gate-min-runs", "1", "--max-archive-percent", limit)
+        full = run("plan", str(path), *options)
+        checked = run("plan", str(path), *options, "--changed-since", since)
+        assert (full.exit_code, checked.exit_code) == (expected, expected), checked.output
+        assert "Plan: 1 to archive, 0 to activate, 0 unchanged, 9 not read." in checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("2026-13-01", " (month must be in 1..12)"),
+        ("2026-02-30", " (day is out of range for month)"),
+        ("30/11/2026", " (Invalid isoformat string: '30/11/2026')"),
+        ("2026-11-30T25:00", ""),
+        ("", ""),
+    ],
+)
+def test_a_bad_changed_since_date_is_one_error_naming_it(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path, given: str, why: str
+) -> None:
+    path = write_state(tmp_path / "state.toml", {DEMO_IDS[0]: "active"})
+    result = run("plan", str(path), "--changed-since", given)
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        f"Error: Invalid value for '--changed-since': {given!r} is not a date (YYYY-MM-DD) or an "
+        f"ISO date-time{why}\n"
+    )
+    assert sandbox.requests == []
 
 
 def test_the_drift_table_bounds_the_feed_read(

@@ -130,7 +130,7 @@ def test_a_file_refresh_cannot_edit_is_refused_before_any_request(
     state.write_text(text)
     result = run("refresh", str(state))
     assert result.exit_code == 1
-    assert f"{state}:2: [runs] [runs] is written as an inline table" in result.output
+    assert f"{state}:2: [runs] it is written as an inline table (runs = {{...}})" in result.output
     assert "Traceback" not in result.output
     assert sandbox.requests == []
     assert state.read_text() == text
@@ -275,3 +275,27 @@ def test_the_library_reports_the_change_to_the_declarations(
     )
     assert not refreshed.written
     assert state.read_text().endswith('name = "Old"\n')
+
+
+def test_the_diff_of_a_crlf_file_without_a_last_newline_reads_like_diffs_do(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    # DEMO_IDS[0] is active and DEMO_IDS[2] archived in the demo organization.
+    state = tmp_path / "state.toml"
+    lines = ["[runs]", f'{DEMO_IDS[2]} = "active" # a\u2028b', f'{DEMO_IDS[0]} = "archived"']
+    state.write_bytes("\r\n".join(lines).encode())
+
+    result = run("refresh", str(state))
+
+    assert result.exit_code == 0, result.output
+    # Result.output would turn each CRLF into LF: the bytes show what a terminal gets.
+    assert result.stdout_bytes.decode() == (
+        f"--- a/{state}\n+++ b/{state}\n@@ -1,3 +1,3 @@\n [runs]\r\n"
+        f'-{DEMO_IDS[2]} = "active" # a\u2028b\r\n'
+        f'-{DEMO_IDS[0]} = "archived"\n\\ No newline at end of file\n'
+        f'+{DEMO_IDS[2]} = "archived" # a\u2028b\r\n'
+        f'+{DEMO_IDS[0]} = "active"\n\\ No newline at end of file\n'
+        f"{state} was refreshed: 2 states accepted from Tallyfy (1 now archived, 1 now active).\n"
+    )
+    expected = ["[runs]", f'{DEMO_IDS[2]} = "archived" # a\u2028b', f'{DEMO_IDS[0]} = "active"']
+    assert state.read_bytes() == "\r\n".join(expected).encode()

@@ -32,7 +32,7 @@ from reconcile.sandbox import (
 )
 from reconcile.sandbox.seed import DEMO_SEED, load_seed
 from reconcile.sandbox.switches import SWITCHES, changed
-from tests.demo import DEMO_IDS, ORG
+from tests.demo import DEMO_IDS, ORG, TOKEN
 from tests.helpers import SANDBOX_HEADERS
 
 HEADERS = SANDBOX_HEADERS
@@ -278,3 +278,39 @@ def test_a_bad_seed_file_is_one_error(tmp_path: Path) -> None:
     )
     seed.write_text("[org\n", "utf-8")
     assert refused("--seed", str(seed)).startswith(f"Error: {seed}: unusable sandbox seed:\n")
+
+
+def test_the_seeds_auto_archive_and_activity_are_served(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.toml"
+    text = DEMO_SEED.read_text("utf-8").replace(
+        'token = "sandbox-token"\n',
+        'token = "sandbox-token"\nauto_archive = true\n'
+        'auto_archive_processes_after = { unit = "weeks", value = 2 }\n',
+        1,
+    )
+    actor = '{ id = 67890, name = "Jane Doe", email = "jane@example.com" }'
+    moves = f'[[activity]]\nrun = "{ACTIVE}"\nverb = "archived"\nat = "2026-11-30T15:00:00Z"\n'
+    seed.write_text(f"{text}\n{moves}actor = {actor}\n", "utf-8")
+    state = tmp_path / "state.toml"
+    state.write_text(f'[runs]\n{ACTIVE} = "active"\n', "utf-8")
+    with sandbox_command("--seed", str(seed)) as (url, _):
+        headers = {k: v for k, v in HEADERS.items() if k != "Host"}
+        with httpx.Client(base_url=f"{url}/organizations/{ORG}", headers=headers, timeout=5) as api:
+            org = api.get("").json()["data"]
+            assert (org["auto_archive"], org["auto_archive_processes_after"]) == (
+                True,
+                {"unit": "weeks", "value": 2},
+            )
+            assert api.get(f"/runs/{ACTIVE}").json()["data"]["archived_at"] is not None
+        env = {"TALLYFY_API_URL": url, "TALLYFY_ORG_ID": ORG, "TALLYFY_ACCESS_TOKEN": TOKEN}
+        result = CliRunner().invoke(cli, ["plan", str(state), "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    (change,) = json.loads(result.stdout)["changes"]
+    assert change["cause"] == "person"
+    assert change["moved_by"] == {
+        "actor": "Jane Doe",
+        "email": "jane@example.com",
+        "at": "2026-11-30T15:00:00Z",
+        "source": "Member",
+        "self": False,
+    }

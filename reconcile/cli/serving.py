@@ -80,7 +80,13 @@ def sandbox(seed: Path | None, host: str, port: int, **switches: Any) -> None:
     except ValueError as exc:
         raise click.ClickException(f"{exc}.") from None
     emulator = Sandbox(
-        loaded.org_id, loaded.token, loaded.runs, behaviour, org_name=loaded.org_name
+        loaded.org_id,
+        loaded.token,
+        loaded.runs,
+        behaviour,
+        org_name=loaded.org_name,
+        auto_archive=loaded.auto_archive,
+        activity=loaded.activity,
     )
     # The seeded organization lives as long as the server: exempt it from the cycle collector,
     # whose full passes would otherwise re-scan every run and stall every request meanwhile.

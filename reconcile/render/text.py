@@ -25,15 +25,19 @@ def _paint(text: str, colour: str, enabled: bool) -> str:
 
 def summary_line(plan: Plan) -> str:
     """`Plan: 2 to archive, 1 to activate, 7 unchanged.` or `No changes. 10 runs match FILE.`"""
+    more = [
+        f"{len(runs)} {what}"
+        for runs, what in ((plan.accepted, "accepted"), (plan.unread, "not read"))
+        if runs
+    ]
     if not plan.changes:
-        matching = plan.declared - len(plan.accepted)
+        matching = len(plan.unchanged)
         noun = "run matches" if matching == 1 else "runs match"
-        accepted = f"; {len(plan.accepted)} accepted." if plan.accepted else "."
-        return f"No changes. {matching} {noun} {clean(plan.state_file.path)}{accepted}"
+        tail = "".join(f"; {part}" for part in more)
+        return f"No changes. {matching} {noun} {clean(plan.state_file.path)}{tail}."
     return (
         f"Plan: {plan.count(Action.ARCHIVE)} to archive, {plan.count(Action.ACTIVATE)} to "
-        f"activate, {len(plan.unchanged)} unchanged"
-        + (f", {len(plan.accepted)} accepted." if plan.accepted else ".")
+        f"activate, {len(plan.unchanged)} unchanged" + "".join(f", {part}" for part in more) + "."
     )
 
 

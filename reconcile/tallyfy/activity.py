@@ -119,17 +119,8 @@ async def read_sources(
             return await asyncio.wait_for(read, budget)
         except TimeoutError:
             reasons.append(f"{what} did not answer within {budget:g} s")
-        except ApiError as exc:
-            said = f' ("{exc.api_message}")' if exc.api_message else ""
-            if isinstance(exc, BadResponseError):
-                answer = "answered with something that is not the documented JSON"
-            elif exc.status is not None:
-                answer = f"answered HTTP {exc.status}{said}"
-            else:
-                answer = "got no answer"
-            reasons.append(f"{what} could not be read: {exc.method} {exc.path} {answer}")
-        except UnusableAnswer as exc:
-            reasons.append(f"{what} could not be read: {exc}")
+        except (ApiError, UnusableAnswer) as exc:
+            reasons.append(f"{what} could not be read: {unread_because(exc)}")
         return None
 
     settings, me, read = await asyncio.gather(
@@ -146,14 +137,33 @@ async def _is(value: Any) -> Any:
     return value
 
 
+def unread_because(exc: ApiError | UnusableAnswer) -> str:
+    """Why a read of these sources failed, in one clause: the request and what it got. (An
+    ApiError's own message is about runs and writes, so it is not repeated here.)"""
+    if isinstance(exc, UnusableAnswer):
+        return str(exc)
+    said = f' ("{exc.api_message}")' if exc.api_message else ""
+    if isinstance(exc, BadResponseError):
+        answer = "answered with something that is not the documented JSON"
+    elif exc.status is not None:
+        answer = f"answered HTTP {exc.status}{said}"
+    else:
+        answer = "got no answer"
+    return f"{exc.method} {exc.path} {answer}"
+
+
 def parse_since(text: str) -> datetime:
     """`--changed-since`: a day (YYYY-MM-DD, its midnight UTC) or an ISO date-time (UTC when it
     gives no zone). ValueError when it is neither."""
+    problem = f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time"
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        try:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        except ValueError as exc:
+            raise ValueError(f"{problem} ({exc})") from None
     found = moment(text) if "T" in text or " " in text else None
     if found is None:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time")
+        raise ValueError(problem)
     return found
 
 
