@@ -29,7 +29,7 @@ from reconcile.config import Flags, Settings, resolve
 from reconcile.differences import compare_declarations, declared
 from reconcile.domain import ObservedRun
 from reconcile.drift import label_changes
-from reconcile.errors import ApiError, ConfigError, UnknownRunsError
+from reconcile.errors import ApiError, ConfigError
 from reconcile.importer import Imported, Mode, build_import, existing_file
 from reconcile.listing import select_runs
 from reconcile.plan import Plan, build_plan
@@ -259,12 +259,9 @@ def refresh(
             return await read_state(client, state.runs, settings.fetch, on_read)
 
     seen = asyncio.run(read())
-    if seen.gone and not prune:
-        raise UnknownRunsError(
-            [run.run_id for run in seen.gone],
-            settings.target.org_id,
-            [str(run.source) for run in seen.gone],
-        )
+    if not prune:
+        # As plan does: a gone run declared archived is left alone, one declared active stops it.
+        check_gone(seen.gone, settings.limits, settings.target.org_id)
     refreshed = refresh_text(text, state, seen.runs, prune=prune, names=names)
     if written is None or not refreshed.changed:
         return refreshed

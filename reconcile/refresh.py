@@ -53,6 +53,8 @@ class Refreshed:
     declarations: DeclarationChanges
     written: bool = False
     """Whether the file was rewritten (never with --dry-run, nor when nothing changes)."""
+    kept: tuple[str, ...] = ()
+    """Runs the organization no longer has whose declarations stay (without --prune)."""
 
     @property
     def changed(self) -> bool:
@@ -71,7 +73,14 @@ class Refreshed:
 
     def summary(self) -> str:
         """One sentence: what changed in the declarations, or that nothing did."""
+        them = "it" if len(self.kept) == 1 else "them"
+        kept = (
+            f"{_count(len(self.kept), 'run')} gone from Tallyfy left in the file "
+            f"(--prune removes {them})"
+        )
         if not self.changed:
+            if self.kept:
+                return f"No changes to {self.path}; {kept}."
             return f"No changes: {self.path} matches Tallyfy."
         states = [c for c in self.declarations.changed if c.field == "state"]
         archived = sum(1 for change in states if change.after == RunState.ARCHIVED.value)
@@ -88,6 +97,8 @@ class Refreshed:
             parts.append(
                 f"{_count(len(self.declarations.removed), 'run')} gone from Tallyfy removed"
             )
+        if self.kept:
+            parts.append(kept)
         verb = "was" if self.written else "would be"
         return f"{self.path} {verb} refreshed: {'; '.join(parts)}."
 
@@ -119,7 +130,9 @@ def refresh_text(
     after = edit_state(text, state.path, edits)
     # The report is read back from the new text, so it says what the file now declares.
     now = load_state(state.path, raw=after.encode("utf-8"))
-    return Refreshed(state.path, text, after, compare_declarations(declared(state), declared(now)))
+    changes = compare_declarations(declared(state), declared(now))
+    kept = () if prune else tuple(run.run_id for run in state.runs if run.run_id in gone)
+    return Refreshed(state.path, text, after, changes, kept=kept)
 
 
 def _lines(text: str) -> list[str]:

@@ -122,6 +122,37 @@ def test_prune_removes_gone_runs_and_then_the_plan_has_no_changes(
     assert writes(sandbox) == []
 
 
+def test_a_gone_run_declared_archived_is_left_alone_as_plan_leaves_it(
+    sandbox: Sandbox, cli_env: str, tmp_path: Path
+) -> None:
+    # DEMO_IDS[0] is active in the demo organization; GONE was deleted, as archived runs are.
+    state = tmp_path / "state.toml"
+    text = f'[runs]\n{DEMO_IDS[0]} = "archived"\n{GONE} = "archived" # deleted\n'
+    state.write_text(text)
+
+    result = run("refresh", str(state), "--detailed-exitcode")
+
+    assert result.exit_code == 2, result.output
+    assert state.read_text() == text.replace('"archived"\n', '"active"\n', 1)
+    assert result.output.endswith(
+        f"{state} was refreshed: 1 state accepted from Tallyfy (0 now archived, 1 now active); "
+        "1 run gone from Tallyfy left in the file (--prune removes it).\n"
+    )
+    assert run("plan", str(state), "--detailed-exitcode").exit_code == 0
+    again = run("refresh", str(state), "--detailed-exitcode")
+    assert (again.exit_code, again.output) == (
+        0,
+        f"No changes to {state}; 1 run gone from Tallyfy left in the file (--prune removes it).\n",
+    )
+    # `[safety] gone = "error"` makes plan refuse it, and refresh with it.
+    state.write_text(f'[safety]\ngone = "error"\n\n{text}')
+    assert run("plan", str(state)).exit_code == 1
+    refused = run("refresh", str(state))
+    assert refused.exit_code == 1
+    assert f"{state}:6: {GONE}" in refused.output
+    assert writes(sandbox) == []
+
+
 def test_a_file_refresh_cannot_edit_is_refused_before_any_request(
     sandbox: Sandbox, cli_env: str, tmp_path: Path
 ) -> None:
