@@ -320,19 +320,22 @@ def test_the_gitlab_job_keeps_one_merge_request_and_prunes_when_asked(
     git(checkout, "remote", "set-url", "origin", str(tmp_path / "elsewhere.git"))
     sandbox.move(DEMO_IDS[1], True, JANE)
 
-    # A declared run Tallyfy no longer has: without prune the refresh refuses it.
+    # A run deleted in Tallyfy, declared archived: without prune it stays, and is counted.
     files = "state.toml teams/second.toml quiet.toml"
     inputs = {"org": ORG, "install": str(wheel), "state-files": files}
     kept = run_component("reconcile-accept-drift", inputs, workspace=checkout, env=env)
-    assert kept.returncode == 1, kept.stdout + kept.stderr
-    assert GONE in kept.stderr
-    assert read_git(origin, "rev-parse", BRANCH) == ""
-    assert forge.writes() == []
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert GONE in read_git(origin, "show", f"{BRANCH}:state.toml")
+    (request,) = forge.open_pulls(GITLAB)
+    assert "1 run gone from Tallyfy left in the file (--prune removes it)" in request["body"]
+    first = read_git(origin, "rev-parse", BRANCH)
     fresh(checkout)
 
+    # With prune, the next run removes it: a new commit, the same merge request updated.
     inputs["prune"] = "true"
     done = run_component("reconcile-accept-drift", inputs, workspace=checkout, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert read_git(origin, "rev-parse", BRANCH) != first
     proposed = read_git(origin, "show", f"{BRANCH}:state.toml") + "\n"
     assert GONE not in proposed
     assert "# a run deleted in Tallyfy" in proposed
@@ -352,8 +355,9 @@ def test_the_gitlab_job_keeps_one_merge_request_and_prunes_when_asked(
     again = run_component("reconcile-accept-drift", inputs, workspace=checkout, env=env)
     assert again.returncode == 0, again.stderr
     assert [(r.method, r.path) for r in forge.writes()] == [
-        ("POST", "/projects/42/merge_requests")
-    ], "the same drift again: the description is unchanged, so nothing is written"
+        ("POST", "/projects/42/merge_requests"),
+        ("PUT", "/projects/42/merge_requests/1"),
+    ], "the same drift again: the description is unchanged, so nothing more is written"
     assert sandbox.writes == []
 
 
