@@ -175,11 +175,14 @@ def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
             "who moved the drifted runs is unavailable (the plan is the same without it): "
             + "; ".join(sources.unavailable)
         )
-    notices += _coming(plan, sources.auto_archive, now)
+    # An accepted run is left archived: no apply starts a tug-of-war over it.
+    notices += _coming(plan, sources.auto_archive, now, {change.run_id for change in accepted})
     return replace(plan, changes=tuple(changes), accepted=tuple(accepted), notices=tuple(notices))
 
 
-def _coming(plan: Plan, setting: AutoArchiveSetting | None, now: datetime) -> list[str]:
+def _coming(
+    plan: Plan, setting: AutoArchiveSetting | None, now: datetime, accepted: set[str]
+) -> list[str]:
     """One warning per run declared active that is complete, with the day auto-archive archives
     it (or, past that day, that it will again after every activation)."""
     if setting is None or not setting.enabled:  # no run is due: skip reading every run's date
@@ -188,6 +191,7 @@ def _coming(plan: Plan, setting: AutoArchiveSetting | None, now: datetime) -> li
         (run, when)
         for run in plan.runs
         if run.target is RunState.ACTIVE
+        and run.run_id not in accepted
         and (when := auto_archive_due(run.observed, setting)) is not None
     ]
     coming.sort(key=lambda pair: (pair[0].desired.source.line or 0, pair[0].run_id))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -13,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.attribution import UNATTRIBUTED, Cause, attribute
+from reconcile.attribution import UNATTRIBUTED, Attribution, Cause, MovedBy, attribute
 from reconcile.config import Target, Token
 from reconcile.domain import ObservedRun
+from reconcile.render.text import moved_phrase
 from reconcile.sandbox import Behaviour, Fault, Sandbox, SandboxRun
 from reconcile.sandbox.activity import TOKEN_USER, Actor
 from reconcile.sandbox.organization import AutoArchive
@@ -32,7 +34,7 @@ from reconcile.tallyfy.activity import (
     read_sources,
 )
 from tests.demo import ORG, TOKEN
-from tests.helpers import client_for
+from tests.helpers import client_for, make_plan
 
 JANE = Actor(67890, "Jane Doe", "jane@example.com")
 TODAY = date(2026, 12, 1)
@@ -312,3 +314,13 @@ def test_attribution_never_contradicts_the_run(
         moved_by.actor is not None or moved_by.email is not None
     )
     assert not moved_by.by_self or moved_by.email == ME.email
+
+
+def test_the_day_shown_is_the_day_of_the_utc_time_json_gives() -> None:
+    """An event stamped in another time zone is shown on its UTC day, as JSON's `at` says."""
+    (change,) = make_plan([True], [False]).changes
+    late = datetime(2026, 12, 1, 2, 0, tzinfo=timezone(timedelta(hours=5)))  # 21:00Z the day before
+    moved = MovedBy(True, late, "Jane Doe", None, "web app", False)
+    told = replace(change, attribution=Attribution(moved, Cause.PERSON))
+    assert moved.to_json()["at"] == "2026-11-30T21:00:00Z"
+    assert moved_phrase(told) == "archived by Jane Doe (web app) on 2026-11-30"

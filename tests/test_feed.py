@@ -207,6 +207,7 @@ def test_accepted_auto_archive_drift_is_left_alone(
     assert 'Accepted ([drift] auto_archived = "accept"): 1 run' in detailed.stdout
     assert "`reconcile refresh` writes them down" in detailed.stdout
     assert f"No changes. 1 run matches {path}; 1 accepted." in detailed.stdout
+    assert "tug-of-war" not in detailed.stdout, "no apply activates an accepted run"
     assert applied.exit_code == 0
     assert auto_org.writes == []
     assert auto_org.is_archived(DONE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 from typing import TextIO
 
 from reconcile.apply import ApplyReport, Result
@@ -68,7 +69,7 @@ def moved_phrase(change: Change) -> str | None:
             return f"archived by auto-archive on {archived[:10]} (by its timing)"
         return None
     verb = "archived" if moved.archived else "activated"
-    day = moved.at.date()
+    day = moved.at.astimezone(UTC).date()  # the day of JSON's `at`, which is in UTC
     if moved.by_self:
         return f"{verb} with this token's own user (an earlier apply) on {day}"
     who = moved.actor or moved.email
