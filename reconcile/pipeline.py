@@ -111,17 +111,20 @@ def plan(
         settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         async with connect(settings) as client:
             before = read_baseline(path, path=baseline, ref=baseline_ref, environ=environ)
-            moves = None
+            moves, feed = None, attribution
             if changed_since is None:
                 planned = await _read_and_plan(client, state, settings, on_read)
             else:
-                planned, moves = await _changed(client, state, settings, changed_since, on_read)
+                planned, moves, readable = await _changed(
+                    client, state, settings, changed_since, on_read
+                )
+                feed = feed and readable
             if show_unmanaged:
                 planned = await add_unmanaged(client, planned)
             if before is not None:
                 edits = compare_declarations(declared(before), declared(state))
                 planned = replace(label_changes(planned, before), declarations=edits)
-            return await _attributed(client, planned, state, feed=attribution, moves=moves)
+            return await _attributed(client, planned, state, feed=feed, moves=moves)
 
     return asyncio.run(run())
 
@@ -336,9 +339,10 @@ async def _changed(
     settings: Settings,
     since: datetime,
     on_read: Progress | None,
-) -> tuple[Plan, tuple[Move, ...] | None]:
+) -> tuple[Plan, tuple[Move, ...] | None, bool]:
     """The plan of the declared runs the feed shows moved since `since`, with those moves; or,
-    when the feed cannot answer completely, the plan of every declared run, saying so."""
+    when the feed cannot answer completely, the plan of every declared run, saying so. The flag
+    says whether the feed is worth reading for attribution: not after it refused or failed."""
     shown = timestamp(since)
     try:
         moves = await read_moves(client, since, max_pages=state.drift.feed_pages)
@@ -349,7 +353,12 @@ async def _changed(
             f"--changed-since {shown}: the activity feed could not answer completely ({why}); "
             "every declared run was read instead"
         )
-        return replace(planned, notices=(*planned.notices, notice)), None
+        # Too many pages since `since` says nothing of the feed's own window: only an error does.
+        return (
+            replace(planned, notices=(*planned.notices, notice)),
+            None,
+            isinstance(exc, UnusableAnswer),
+        )
     moved = {move.run_id for move in moves}
     subset = replace(state, runs=tuple(run for run in state.runs if run.run_id in moved))
     # Listing would take at least one page per PAGE_SIZE declared runs: fewer GETs are cheaper.
@@ -364,7 +373,7 @@ async def _changed(
         f"declared runs moved since {shown}, and only those were read; runs the feed does not "
         "record moving are not checked, so a full plan (without --changed-since) stays the truth"
     )
-    return replace(planned, notices=(*planned.notices, notice)), moves
+    return replace(planned, notices=(*planned.notices, notice)), moves, True
 
 
 async def _what_is_left(

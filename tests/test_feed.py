@@ -324,6 +324,10 @@ def test_changed_since_falls_back_to_a_full_read(
     assert "/activity-feeds?entity_type=run&type=Process&verb=" in fallback
     assert f" answered HTTP {status} (" in fallback
     assert "Archiving" not in fallback
+    # The feed that failed is not asked again for attribution: one warning says it.
+    assert [w for w in checked["warnings"] if "activity-feeds" in w] == [fallback]
+    first_run_read = next(i for i, r in enumerate(sandbox.requests) if "/runs" in r.path)
+    assert all(not r.path.endswith(FEED) for r in sandbox.requests[first_run_read:])
 
 
 def test_changed_since_refuses_what_is_not_a_date(cli_env: str, tmp_path: Path) -> None:
