@@ -153,7 +153,7 @@ def moved(*listings: Sequence[ObservedRun]) -> tuple[dict[str, ObservedRun], set
     for listing in listings:
         for run in listing:
             seen = runs.setdefault(run.run_id, run)
-            if seen.state is not run.state:
+            if seen is not run and seen.state is not run.state:
                 contradicted.add(run.run_id)
     return runs, contradicted
 
