@@ -70,6 +70,13 @@ def checkout(tmp_path: Path) -> Path:
     return make_checkout(tmp_path, state_text())
 
 
+@pytest.fixture
+def origin(checkout: Path, forge: FakeForge) -> Path:
+    """The checkout's bare origin, where the fake forge looks for the requests' branches."""
+    forge.repository = origin_of(checkout)
+    return forge.repository
+
+
 def read_git(repo: Path, *args: str) -> str:
     done = subprocess.run(
         ["git", "--git-dir", str(repo), *args],
@@ -128,11 +135,10 @@ def test_the_action_keeps_one_pull_request_that_accepts_the_drift(
     served: str,
     forge: FakeForge,
     checkout: Path,
+    origin: Path,
     runner_temp: Path,
     offline_pip: dict[str, str],
 ) -> None:
-    origin = origin_of(checkout)
-    forge.repository = origin
     base = fresh(checkout)
 
     # Nothing moved: nothing is pushed or opened.
@@ -205,11 +211,10 @@ def test_the_pull_request_is_closed_when_tallyfy_matches_the_files_again(
     served: str,
     forge: FakeForge,
     checkout: Path,
+    origin: Path,
     runner_temp: Path,
     offline_pip: dict[str, str],
 ) -> None:
-    origin = origin_of(checkout)
-    forge.repository = origin
     sandbox.move(DEMO_IDS[0], True, JANE)
     opened = action(forge, served, checkout, runner_temp, offline_pip)
     assert opened.outcomes["Propose the accepted drift"] == "success", opened.logs
@@ -241,11 +246,10 @@ def test_nothing_is_pushed_or_opened_when_a_step_fails(
     served: str,
     forge: FakeForge,
     checkout: Path,
+    origin: Path,
     runner_temp: Path,
     offline_pip: dict[str, str],
 ) -> None:
-    origin = origin_of(checkout)
-    forge.repository = origin
     sandbox.move(DEMO_IDS[0], True, JANE)
 
     # A file refresh cannot edit: the refresh step fails, naming the line; no propose step.
