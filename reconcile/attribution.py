@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import Any
 
 from reconcile.domain import ObservedRun, RunState
-from reconcile.errors import SafetyError
 from reconcile.plan import Change, Plan, Reason
 from reconcile.tallyfy.activity import (
     AutoArchiveSetting,
@@ -145,29 +144,35 @@ def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
     """The plan with each drift change attributed, the `[drift] auto_archived` policy applied,
     and notices: why attribution is unavailable, and which runs auto-archive will archive.
 
-    "accept" moves auto-archive's drift to `accepted`; "fail" raises SafetyError naming it."""
+    "accept" moves auto-archive's drift to `accepted`; "fail" keeps it among the changes and
+    refuses the plan (`refused`), naming the runs."""
     latest = latest_moves(sources.moves) if sources.moves is not None else None
     me = sources.me
     targets = {change.run_id for change in attributed_changes(plan)}
     changes: list[Change] = []
     accepted: list[Change] = []
+    refusing: list[Change] = []
     for change in plan.changes:
         if change.run_id not in targets:
             changes.append(change)
             continue
         found = attribute(change.observed, latest, me, sources.auto_archive)
         told = replace(change, attribution=found)
-        if found.cause is Cause.AUTO_ARCHIVE and policy != "revert":
+        auto = found.cause is Cause.AUTO_ARCHIVE
+        if auto and policy == "accept":
             accepted.append(told)
-        else:
-            changes.append(told)
-    if accepted and policy == "fail":
-        listed = "\n".join(f"  {c.desired.source}: {c.run_id} {c.name!r}" for c in accepted)
-        raise SafetyError(
-            f"{len(accepted)} declared run(s) were archived by the organization's auto-archive, "
-            'and the state file says [drift] auto_archived = "fail". Declare them archived '
-            '(`reconcile refresh` writes them down), or choose "revert" or "accept"; nothing '
-            f"was written:\n{listed}"
+            continue
+        changes.append(told)
+        if auto and policy == "fail":
+            refusing.append(told)
+    refused = plan.refused
+    if refusing:
+        listed = "\n".join(f"    {c.desired.source}: {c.run_id} {c.name!r}" for c in refusing)
+        refused += (
+            f"{len(refusing)} declared run(s) were archived by the organization's auto-archive, "
+            'and the state file says [drift] auto_archived = "fail"; declare them archived '
+            '(`reconcile refresh` writes them down), or choose "revert" or "accept":\n'
+            f"{listed}",
         )
     notices = list(plan.notices)
     if targets and not sources.attribution:
@@ -177,7 +182,13 @@ def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
         )
     # An accepted run is left archived: no apply starts a tug-of-war over it.
     notices += _coming(plan, sources.auto_archive, now, {change.run_id for change in accepted})
-    return replace(plan, changes=tuple(changes), accepted=tuple(accepted), notices=tuple(notices))
+    return replace(
+        plan,
+        changes=tuple(changes),
+        accepted=tuple(accepted),
+        notices=tuple(notices),
+        refused=refused,
+    )
 
 
 def _coming(

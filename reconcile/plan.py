@@ -160,6 +160,9 @@ class Plan:
     unread: tuple[DesiredRun, ...] = ()
     """Declared runs a drift check (`--changed-since`) did not read, the activity feed showing
     them unmoved: still declared, and counted at their declared state by the safety gates."""
+    refused: tuple[str, ...] = ()
+    """Why the state file itself forbids applying this plan (`[drift] auto_archived = "fail"`
+    with auto-archive drift): unlike a gate, no option lifts it."""
 
     def __repr__(self) -> str:
         # Counts, not contents: a plan can hold 100,000 runs, and libraries format reprs of

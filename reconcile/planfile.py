@@ -68,6 +68,7 @@ def document(plan: Plan, warnings: Sequence[str] = ()) -> dict[str, Any]:
             "by_owner": [_group(group) for group in plan.by_owner],
         },
         "warnings": [*plan.warnings, *warnings],
+        "refused": list(plan.refused),
         "baseline": plan.baseline,
         "declarations": None if plan.declarations is None else _declarations(plan.declarations),
         "changes": [
@@ -224,6 +225,9 @@ class _Reader:
         ]
         path = self.field(state, "path", str, "state_file.")
         sha256 = self.field(state, "sha256", str, "state_file.")
+        refused = self.optional(raw, "refused", list, "") or []
+        if not all(isinstance(reason, str) for reason in refused):
+            self.problems.append("refused: not a list of strings")
         self.done()
         return Plan(
             org_id,
@@ -232,6 +236,7 @@ class _Reader:
             tuple(Change(run.desired, run.observed) for run in changes),
             tuple(unchanged),
             limits=SafetySettings(float(percents[0]), float(percents[1]), min_runs),
+            refused=tuple(refused),
         )
 
     def run(self, entry: Any, where: str, *, change: bool) -> PlannedRun:

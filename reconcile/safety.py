@@ -62,7 +62,7 @@ def _over(plan: Plan, max_changes: int | None) -> bool:
 def refusals(plan: Plan, *, force: bool, max_changes: int | None) -> tuple[str, ...]:
     """Why `apply` with the same options would refuse this plan, one sentence each (empty when
     it would go ahead): what `plan` shows and exits 3 for, so a review sees it before the merge."""
-    found = list(() if force else plan.gates)
+    found = [*plan.refused, *(() if force else plan.gates)]
     if _over(plan, max_changes):
         found.append(
             f"the plan has {len(plan.changes)} changes, more than --max-changes {max_changes}."
@@ -73,9 +73,15 @@ def refusals(plan: Plan, *, force: bool, max_changes: int | None) -> tuple[str, 
 def check_before_writes(
     plan: Plan, *, expected_checksum: str | None, force: bool, max_changes: int | None
 ) -> None:
-    """Every check between the plan and the first write, in order: the reviewed checksum, the
-    limit on changes (a limit the caller set explicitly, so `force` does not lift it), then the
-    gates (unless forced). SafetyError names what refused."""
+    """Every check between the plan and the first write, in order: the state file's own refusal
+    (`refused`), the reviewed checksum, the limit on changes (a limit the caller set explicitly,
+    so `force` does not lift it), then the gates (unless forced). SafetyError names what
+    refused."""
+    if plan.refused:  # the state file's own policy: --force does not lift it
+        raise SafetyError(
+            "The state file refuses this plan; nothing was written:\n"
+            + "\n".join(f"  - {reason}" for reason in plan.refused)
+        )
     if expected_checksum is not None and plan.changes:
         check_checksum(plan, expected_checksum)
     if _over(plan, max_changes):
@@ -174,6 +180,7 @@ def remaining(plan: Plan, path: str, now: Mapping[str, ObservedRun]) -> Plan:
         unchanged,
         plan.limits,
         saved=saved,
+        refused=plan.refused,
     )
 
 

@@ -221,11 +221,27 @@ def test_failing_on_auto_archive_drift_stops_plan_and_apply(
 
     planned = run("plan", str(path))
     applied = run("apply", str(path), "--auto-approve")
+    forced = run("apply", str(path), "--auto-approve", "--force")
 
-    for result in (planned, applied):
+    for result in (planned, applied, forced):
         assert result.exit_code == 3, result.output
         assert f"{path}:5: {DONE} 'Done'" in result.output
         assert 'auto_archived = "fail"' in result.output
+    # The plan is shown as every refused plan is, in every format, with the runs named.
+    assert f"activate  {DONE}" in planned.stdout
+    saved = tmp_path / "plan.json"
+    as_json = run("plan", str(path), "--format", "json", "--out", str(saved))
+    assert as_json.exit_code == 3
+    document = json.loads(as_json.stdout)
+    causes = {c["run_id"]: (c["action"], c["cause"]) for c in document["changes"]}
+    assert causes == {DEMO_IDS[0]: ("archive", "unknown"), DONE: ("activate", "auto-archive")}
+    (reason,) = document["refused"]
+    assert reason in document["warnings"]
+    assert f"{path}:5: {DONE} 'Done'" in reason
+    # A saved plan keeps the refusal: applying it refuses too, whatever --force says.
+    from_saved = run("apply", "--plan", str(saved), "--auto-approve", "--force")
+    assert from_saved.exit_code == 3, from_saved.output
+    assert 'auto_archived = "fail"' in from_saved.output
     assert auto_org.writes == []
 
 
