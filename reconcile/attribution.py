@@ -167,12 +167,12 @@ def attach(plan: Plan, sources: Sources, *, policy: str, now: datetime) -> Plan:
             refusing.append(told)
     refused = plan.refused
     if refusing:
-        listed = "\n".join(f"    {c.desired.source}: {c.run_id} {c.name!r}" for c in refusing)
+        # One line: warnings are shown with their line breaks escaped.
+        listed = "; ".join(f"{c.desired.source}: {c.run_id} {c.name!r}" for c in refusing)
         refused += (
             f"{len(refusing)} declared run(s) were archived by the organization's auto-archive, "
             'and the state file says [drift] auto_archived = "fail"; declare them archived '
-            '(`reconcile refresh` writes them down), or choose "revert" or "accept":\n'
-            f"{listed}",
+            f'(`reconcile refresh` writes them down), or choose "revert" or "accept": {listed}',
         )
     notices = list(plan.notices)
     if targets and not sources.attribution:
