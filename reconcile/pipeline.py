@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reconcile.apply import ApplyReport, Interruption, Result, apply_plan
@@ -45,17 +45,17 @@ from reconcile.safety import (
     tripped,
 )
 from reconcile.selection import Selection
+from reconcile.sources import Reads
 from reconcile.state import StateFile, TallyfySettings, load_state
 from reconcile.tallyfy import TallyfyClient, observe
 from reconcile.tallyfy.activity import (
     Move,
     UnusableAnswer,
     read_moves,
-    read_sources,
     unread_because,
 )
 from reconcile.tallyfy.client import PAGE_SIZE
-from reconcile.tallyfy.observe import Observation, Progress, read_state
+from reconcile.tallyfy.observe import Observation, Progress, Seen, read_state
 from reconcile.unmanaged import add_unmanaged
 from reconcile.writer import destination
 
@@ -111,20 +111,25 @@ def plan(
         settings = resolve(flags, environ=environ, tallyfy=state.tallyfy, safety=state.safety)
         async with connect(settings) as client:
             before = read_baseline(path, path=baseline, ref=baseline_ref, environ=environ)
-            moves, feed = None, attribution
-            if changed_since is None:
-                planned = await _read_and_plan(client, state, settings, on_read)
-            else:
-                planned, moves, readable = await _changed(
-                    client, state, settings, changed_since, on_read
-                )
-                feed = feed and readable
-            if show_unmanaged:
-                planned = await add_unmanaged(client, planned)
-            if before is not None:
-                edits = compare_declarations(declared(before), declared(state))
-                planned = replace(label_changes(planned, before), declarations=edits)
-            return await _attributed(client, planned, state, feed=feed, moves=moves)
+            # With a baseline, only drift is attributed: a changed run may be requested.
+            reads = Reads(client, state, feed=attribution and before is None)
+            try:
+                moves, feed = None, attribution
+                if changed_since is None:
+                    planned = await _read_and_plan(client, state, settings, on_read, reads.seen)
+                else:
+                    planned, moves, readable = await _changed(
+                        client, state, settings, changed_since, on_read
+                    )
+                    feed = feed and readable
+                if show_unmanaged:
+                    planned = await add_unmanaged(client, planned)
+                if before is not None:
+                    edits = compare_declarations(declared(before), declared(state))
+                    planned = replace(label_changes(planned, before), declarations=edits)
+                return await _attributed(planned, state, reads, feed=feed, moves=moves)
+            finally:
+                await reads.aclose()
 
     return asyncio.run(run())
 
@@ -182,8 +187,12 @@ def apply(
             check_target(saved, str(saved_plan), **_target(settings))
         async with connect(settings) as client:
             if saved_plan is None:
-                planned = await _read_and_plan(client, state, settings, on_read)
-                planned = await _attributed(client, planned, state)
+                reads = Reads(client, state, feed=True)
+                try:
+                    planned = await _read_and_plan(client, state, settings, on_read, reads.seen)
+                    planned = await _attributed(planned, state, reads)
+                finally:
+                    await reads.aclose()
             else:
                 planned = await _what_is_left(client, saved, str(saved_plan), settings, on_read)
             if on_plan is not None:
@@ -289,13 +298,17 @@ def _target(settings: Settings) -> dict[str, str]:
 
 
 async def _read_and_plan(
-    client: TallyfyClient, state: StateFile, settings: Settings, on_read: Progress | None
+    client: TallyfyClient,
+    state: StateFile,
+    settings: Settings,
+    on_read: Progress | None,
+    on_runs: Seen | None = None,
 ) -> Plan:
     # What is alive now (the state file, settings, modules) outlives the read: the cycle
     # collector need not re-scan it while the answers of a large read arrive.
     gc.freeze()
     try:
-        seen = await read_state(client, state.runs, settings.fetch, on_read)
+        seen = await read_state(client, state.runs, settings.fetch, on_read, on_runs)
     finally:
         gc.unfreeze()
     check_gone(seen.gone, settings.limits, client.target.org_id)
@@ -306,29 +319,22 @@ async def _read_and_plan(
 
 
 async def _attributed(
-    client: TallyfyClient,
     planned: Plan,
     state: StateFile,
+    reads: Reads,
     *,
     feed: bool = True,
     moves: tuple[Move, ...] | None = None,
 ) -> Plan:
     """The plan with its drift attributed and the `[drift] auto_archived` policy applied. Reads
-    only what the plan needs: the feed when there is drift to attribute, the auto-archive setting
-    when a run declared active is complete; nothing for a plan without either."""
+    only what the plan needs (reconcile.sources, which may have started already): the feed when
+    there is drift to attribute, the auto-archive setting when a run declared active is
+    complete; nothing for a plan without either."""
     wanted, setting = bool(attributed_changes(planned)), needs_setting(planned)
     if not (wanted or setting):
         return planned
+    sources = await reads.sources(feed=feed and wanted, setting=setting, moves=moves)
     now = datetime.now(UTC)
-    sources = await read_sources(
-        client,
-        today=now.date(),
-        lookback=timedelta(days=state.drift.lookback_days),
-        max_pages=state.drift.feed_pages,
-        feed=feed and wanted,
-        setting=setting,
-        moves=moves,
-    )
     attached = attach(planned, sources, policy=state.drift.auto_archived, now=now)
     return replace(attached, gates=tripped(attached))
 

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "reconcile.baseline",
         "reconcile.drift",
         "reconcile.unmanaged",
+        "reconcile.sources",
         "reconcile.listing",
         "reconcile.importer",
     ),

@@ -21,6 +21,8 @@ from reconcile.tallyfy.tasks import gather
 
 Progress = Callable[[int, int], None]
 """Called with (requests answered, requests expected) as a read goes on."""
+Seen = Callable[[Sequence[ObservedRun]], None]
+"""Called with the runs of each answer (a listing page, or one run) as they arrive."""
 FEW_RUNS = 3  # at or below this, single GETs cost no more than the two listings' first pages
 
 
@@ -39,8 +41,9 @@ class Observation:
 class _Tally:
     """Counts a read's requests for a Progress callback; the total grows as the plan firms up."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, seen: Seen | None = None) -> None:
         self._progress = progress
+        self._seen = seen
         self.done = 0
         self.total = 0
 
@@ -49,9 +52,14 @@ class _Tally:
             self.total += requests
             self._tell()
 
-    def tick(self, _: object = None) -> None:
-        """One request answered (also usable as a page callback). Listings read on past their
-        expected pages grow the total as they go."""
+    def tick(self, answer: object = None) -> None:
+        """One request answered (also usable as a page callback), with the runs it holds, if
+        given. Listings read on past their expected pages grow the total as they go."""
+        if self._seen is not None:
+            if isinstance(answer, Page):
+                self._seen(answer.runs)
+            elif isinstance(answer, ObservedRun):
+                self._seen((answer,))
         self.done += 1
         self.total = max(self.total, self.done)
         self._tell()
@@ -66,6 +74,7 @@ async def read_state(
     declared: Sequence[DesiredRun],
     fetch: Fetch = "auto",
     progress: Progress | None = None,
+    seen: Seen | None = None,
 ) -> Observation:
     """The observed state of every declared run, and the declared runs that are gone.
 
@@ -73,10 +82,10 @@ async def read_state(
     runs; `auto` reads the first page of both listings and keeps listing only when that takes
     fewer requests than one GET per run. A run GET calls unknown is looked for in both listings
     before it is called gone, because the API may answer 404 for archived runs. `progress`
-    hears how many of the expected requests have been answered.
+    hears how many of the expected requests have been answered, `seen` the runs of each answer.
     """
     wanted = [run.run_id for run in declared]
-    tally = _Tally(progress)
+    tally = _Tally(progress, seen)
     moved_ids: set[str] = set()
     whole = False
     if fetch == "get" or (fetch == "auto" and len(wanted) <= FEW_RUNS):
@@ -118,7 +127,7 @@ async def _get_each(
 ) -> dict[str, ObservedRun]:
     async def get(run_id: str) -> ObservedRun | None:
         run = await client.get_run(run_id)
-        tally.tick()
+        tally.tick(run)
         return run
 
     tally.expect(len(run_ids))
